@@ -1,0 +1,1 @@
+"""The ``mm-ros`` command line: one entry point, one module per subcommand."""

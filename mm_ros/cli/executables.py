@@ -1,0 +1,19 @@
+"""Executables installed under ``lib/mm_ros`` for ``ros2 run mm_ros EXEC``.
+
+Keep in step with ``MM_ROS_EXECUTABLES`` in CMakeLists.txt (a test compares the two).
+"""
+
+from __future__ import annotations
+
+import importlib
+
+EXECUTABLES: dict[str, str] = {
+    "mm-ros": "mm_ros.cli.main:main",
+}
+
+
+def run(name: str, argv: list[str]) -> int:
+    """Run one executable by name with its arguments; return its exit code."""
+    module, _, func = EXECUTABLES[name].partition(":")
+    entry = getattr(importlib.import_module(module), func)
+    return int(entry(argv))

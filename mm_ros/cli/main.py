@@ -1,0 +1,46 @@
+"""``mm-ros``: subcommands for interfaces today; the bus, nodes and tools join it later."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from mm_ros import __version__
+from mm_ros.core.errors import MmRosError
+
+EXIT_OK, EXIT_RUNTIME, EXIT_USAGE = 0, 1, 2
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Return the top-level parser with every subcommand registered."""
+    from mm_ros.cli import interfaces_cmd
+
+    parser = argparse.ArgumentParser(
+        prog="mm-ros",
+        description="mm_ros: one multimodal model service for ROS 2 robots and headsets.",
+    )
+    parser.add_argument("--version", action="version", version=f"mm-ros {__version__}")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    interfaces_cmd.register(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run ``mm-ros`` with ``argv``; return the process exit code (0, 1 runtime, 2 usage)."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "handler", None):
+        parser.print_help(sys.stderr)
+        return EXIT_USAGE
+    try:
+        return int(args.handler(args))
+    except MmRosError as err:
+        print(f"mm-ros: error: {err}", file=sys.stderr)
+        return EXIT_RUNTIME
+    except KeyboardInterrupt:
+        return 130
+
+
+def entry_point() -> None:
+    """Console-script entry point."""
+    sys.exit(main())

@@ -1,0 +1,36 @@
+"""Errors raised by mm_ros; every message says what was expected and what was found."""
+
+from __future__ import annotations
+
+
+class MmRosError(Exception):
+    """Base class of every error mm_ros raises on purpose."""
+
+
+class ConfigError(MmRosError, ValueError):
+    """A setting has a value the component cannot work with."""
+
+
+class InterfaceError(MmRosError):
+    """Base class of message-definition and serialization errors."""
+
+
+class UnknownTypeError(InterfaceError, KeyError):
+    """A ROS interface type name is not in the type store."""
+
+    def __init__(self, name: str, known: list[str], close: list[str]) -> None:
+        self.name = name
+        self.close = close
+        hint = f"; closest known: {', '.join(close)}" if close else ""
+        super().__init__(f"unknown interface type {name!r} ({len(known)} types known{hint})")
+
+    def __str__(self) -> str:  # KeyError would repr() the message
+        return str(self.args[0])
+
+
+class DefinitionError(InterfaceError, ValueError):
+    """A .msg/.srv/.action text cannot be parsed or names an unknown type."""
+
+
+class CdrError(InterfaceError, ValueError):
+    """CDR bytes do not decode into the requested type, or a value does not encode."""

@@ -1,0 +1,113 @@
+"""``mm-ros interfaces``: the acceptance commands, in-process and through the entry point."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from mm_ros.cli.main import main
+from mm_ros.interfaces import get_store
+
+
+def run_cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        (
+            ["example_interfaces/srv/AddTwoInts"],
+            "RIHS01_e118de6bf5eeb66a2491b5bda11202e7b68f198d6f67922cf30364858239c81a",
+        ),
+        (
+            ["std_msgs/msg/Char"],
+            "RIHS01_3ad2d04dd29ba19d04b16659afa3ccaedd691914b02a64e82e252f2fa6a586a9",
+        ),
+        (["std_msgs/msg/String", "--distro", "humble"], "TypeHashNotSupported"),
+        (["mm_ros/action/Ask", "--distro", "humble"], "TypeHashNotSupported"),
+    ],
+)
+def test_hash(capsys: pytest.CaptureFixture[str], argv: list[str], expected: str) -> None:
+    assert run_cli(capsys, "interfaces", "hash", *argv) == (0, expected + "\n", "")
+
+
+def test_hash_of_ask_is_the_stores(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run_cli(capsys, "interfaces", "hash", "mm_ros/action/Ask")
+    assert code == 0
+    assert out.strip() == get_store().hash("mm_ros/action/Ask")
+
+
+def test_show_detection2d(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run_cli(capsys, "interfaces", "show", "vision_msgs/msg/Detection2D")
+    assert code == 0
+    assert out.splitlines() == [
+        "std_msgs/Header header",
+        "vision_msgs/ObjectHypothesisWithPose[] results",
+        "vision_msgs/BoundingBox2D bbox",
+        "string id",
+    ]
+
+
+def test_show_standard_type_and_description(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run_cli(capsys, "interfaces", "show", "std_msgs/Header")
+    assert (code, out) == (0, "builtin_interfaces/Time stamp\nstring frame_id\n")
+    code, out, _ = run_cli(capsys, "interfaces", "show", "--description", "std_msgs/msg/Char")
+    assert code == 0
+    assert '"type_id": 3' in out
+
+
+def test_unknown_type_exits_2_naming_closest(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = run_cli(capsys, "interfaces", "hash", "sensor_msgs/msg/Imag")
+    assert code == 2
+    assert out == ""
+    assert "'sensor_msgs/msg/Imag'" in err
+    assert "sensor_msgs/msg/Image" in err
+    code, _, err = run_cli(capsys, "interfaces", "show", "mm_ros/msg/Answr")
+    assert code == 2
+    assert "mm_ros/msg/Answer" in err
+
+
+def test_list_by_package(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run_cli(capsys, "interfaces", "list", "--package", "mm_ros", "--hashes")
+    assert code == 0
+    names = [line.split()[0] for line in out.splitlines()]
+    assert {
+        "mm_ros/msg/Answer",
+        "mm_ros/msg/Bearing",
+        "mm_ros/msg/StageLatency",
+        "mm_ros/msg/TokenEmbeddings",
+        "mm_ros/action/Ask",
+        "mm_ros/action/Ask_SendGoal_Request",
+    } <= set(names)
+    assert all(line.split()[1].startswith("RIHS01_") for line in out.splitlines())
+
+
+def test_usage_errors_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main([]) == 2
+    assert main(["interfaces"]) == 2
+    with pytest.raises(SystemExit) as err:
+        main(["interfaces", "hash", "std_msgs/msg/String", "--distro", "foxy"])
+    assert err.value.code == 2
+    capsys.readouterr()
+
+
+def test_console_script_is_installed() -> None:
+    exe = Path(sys.executable).with_name("mm-ros")
+    if not exe.exists():
+        exe = Path(shutil.which("mm-ros") or "mm-ros")
+    proc = subprocess.run(
+        [str(exe), "interfaces", "hash", "std_msgs/msg/String"],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith("RIHS01_df668c74")

@@ -1,0 +1,54 @@
+"""Each layer, imported in a fresh interpreter, pulls in nothing DESIGN.md section 3 forbids."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+HEAVY = ["rclpy", "zenoh", "torch", "tensorrt", "onnxruntime", "transformers"]
+FORBIDDEN = {
+    "mm_ros.core": [*HEAVY, "rosbags", "cv2"],
+    "mm_ros.interfaces": ["rclpy", "zenoh", "torch", "tensorrt", "onnxruntime", "transformers"],
+    "mm_ros.cli.main": HEAVY,
+}
+CORE = Path(__file__).resolve().parents[1] / "mm_ros" / "core"
+ALL_CORE_MODULES = sorted(
+    f"mm_ros.core.{p.stem}" for p in CORE.glob("*.py") if p.stem != "__init__"
+)
+
+
+def imported_after(module: str) -> set[str]:
+    code = (
+        f"import importlib, json, sys; importlib.import_module({module!r}); "
+        "print(json.dumps(sorted(sys.modules)))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120
+    ).stdout
+    return set(json.loads(out))
+
+
+@pytest.mark.parametrize(("module", "forbidden"), sorted(FORBIDDEN.items()))
+def test_layer_imports(module: str, forbidden: list[str]) -> None:
+    loaded = imported_after(module)
+    pulled = sorted(m for m in loaded for f in forbidden if m == f or m.startswith(f + "."))
+    assert not pulled, f"{module} imported {pulled}"
+
+
+def test_core_modules_import_only_stdlib_and_numpy() -> None:
+    for module in ALL_CORE_MODULES:
+        loaded = imported_after(module)
+        third_party = {m.split(".")[0] for m in loaded if not m.startswith("_")}
+        assert third_party - set(sys.stdlib_module_names) <= {"mm_ros", "numpy"}, module
+
+
+def test_no_own_msg_srv_action_subpackage() -> None:
+    # those names belong to rosidl's generated code in a colcon install (DESIGN.md section 4)
+    import mm_ros
+
+    for name in ("msg", "srv", "action"):
+        assert not (Path(mm_ros.__file__).parent / name).exists()
