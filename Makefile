@@ -47,8 +47,8 @@ demo: venv
 	@echo "== mm_ros/msg/Answer"
 	@$(VENV)/bin/mm-ros interfaces show mm_ros/msg/Answer
 
-bench: venv
-	@echo "no benchmarks yet: they arrive with the bus and adapters"
+bench: venv ros-tier
+	$(PY) bench/run.py
 
 clean:
 	rm -rf $(VENV) .ros build install log .pytest_cache .mypy_cache .ruff_cache

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 
 from mm_ros import __version__
@@ -10,18 +11,23 @@ from mm_ros.core.errors import MmRosError
 
 EXIT_OK, EXIT_RUNTIME, EXIT_USAGE = 0, 1, 2
 
+# One module per subcommand group; each has ``register(subparsers)``. Imported when the parser
+# is built, so keep their top-level imports light (heavy ones go inside the handlers).
+SUBCOMMANDS = [
+    "mm_ros.cli.interfaces_cmd",
+]
+
 
 def build_parser() -> argparse.ArgumentParser:
     """Return the top-level parser with every subcommand registered."""
-    from mm_ros.cli import interfaces_cmd
-
     parser = argparse.ArgumentParser(
         prog="mm-ros",
         description="mm_ros: one multimodal model service for ROS 2 robots and headsets.",
     )
     parser.add_argument("--version", action="version", version=f"mm-ros {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
-    interfaces_cmd.register(subparsers)
+    for module in SUBCOMMANDS:
+        importlib.import_module(module).register(subparsers)
     return parser
 
 
