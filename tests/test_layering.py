@@ -14,6 +14,8 @@ FORBIDDEN = {
     "mm_ros.core": [*HEAVY, "rosbags", "cv2"],
     "mm_ros.interfaces": ["rclpy", "zenoh", "torch", "tensorrt", "onnxruntime", "transformers"],
     "mm_ros.cli.main": HEAVY,
+    "mm_ros.bus": ["rclpy", "zenoh", "torch", "tensorrt", "onnxruntime", "transformers"],
+    "mm_ros.bus.zenoh_bus": ["rclpy", "torch", "tensorrt", "onnxruntime", "transformers"],
 }
 CORE = Path(__file__).resolve().parents[1] / "mm_ros" / "core"
 ALL_CORE_MODULES = sorted(

@@ -7,7 +7,7 @@ import importlib
 import sys
 
 from mm_ros import __version__
-from mm_ros.core.errors import MmRosError
+from mm_ros.core.errors import ConfigError, MmRosError
 
 EXIT_OK, EXIT_RUNTIME, EXIT_USAGE = 0, 1, 2
 
@@ -15,6 +15,7 @@ EXIT_OK, EXIT_RUNTIME, EXIT_USAGE = 0, 1, 2
 # is built, so keep their top-level imports light (heavy ones go inside the handlers).
 SUBCOMMANDS = [
     "mm_ros.cli.interfaces_cmd",
+    "mm_ros.cli.bus_cmd",
 ]
 
 
@@ -40,6 +41,9 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_USAGE
     try:
         return int(args.handler(args))
+    except ConfigError as err:  # bad usage or input: exit 2
+        print(f"mm-ros: error: {err}", file=sys.stderr)
+        return EXIT_USAGE
     except MmRosError as err:
         print(f"mm-ros: error: {err}", file=sys.stderr)
         return EXIT_RUNTIME

@@ -46,7 +46,7 @@ def _sequence(store: InterfaceStore, inner: Any, values: Any, count: int) -> Any
     for value in values:
         if value is None:
             out.append(_default(inner, store))
-        elif inner[0] == Nodetype.NAME:
+        elif inner[0] == Nodetype.NAME and not is_dataclass(value):
             out.append(from_dict(store, inner[1], value))
         else:
             out.append(value)
@@ -66,11 +66,13 @@ def from_dict(store: InterfaceStore, typename: str, data: Mapping[str, Any]) -> 
     for name, desc in fielddefs:
         if name not in data:
             kwargs[name] = _default(desc, store)
+        elif is_dataclass(data[name]):  # already a message
+            kwargs[name] = data[name]
         elif desc[0] == Nodetype.NAME:
             kwargs[name] = from_dict(store, desc[1], data[name])
         elif desc[0] in (Nodetype.ARRAY, Nodetype.SEQUENCE):
             count = desc[1][1] if desc[0] == Nodetype.ARRAY else 0
-            values = list(data[name])
+            values = data[name]  # numpy arrays pass through without a per-element copy
             if count and len(values) != count:
                 msg = f"{full}.{name}: expected {count} values, found {len(values)}"
                 raise CdrError(msg)

@@ -1,0 +1,49 @@
+"""A raw rmw_zenoh-format peer for any eclipse-zenoh version (run in its own venv).
+
+    python raw_peer.py ENDPOINT STRING_KEY
+
+Publishes std_msgs/String with the 33-byte attachment on STRING_KEY, listens on /robot_says,
+collects liveliness tokens, and prints one JSON report line.
+"""
+
+import json
+import struct
+import sys
+import time
+from importlib.metadata import version
+
+import zenoh
+
+endpoint, key = sys.argv[1], sys.argv[2]
+config = zenoh.Config()
+config.insert_json5("mode", '"peer"')
+config.insert_json5("connect/endpoints", json.dumps([endpoint]))
+config.insert_json5("scouting/multicast/enabled", "false")
+report = {"zenoh": version("eclipse-zenoh"), "received": 0, "tokens": []}
+listen_key = key.replace("/chatter/", "/robot_says/")
+
+
+def on_sample(sample):
+    report["received"] += 1
+    payload = sample.payload.to_bytes()
+    (length,) = struct.unpack_from("<I", payload, 4)
+    report["text"] = payload[8 : 8 + length - 1].decode()
+    report["attachment_len"] = len(sample.attachment.to_bytes())
+
+
+with zenoh.open(config) as session:
+    session.declare_subscriber(listen_key, on_sample)
+    for reply in session.liveliness().get("@ros2_lv/0/**", timeout=2):
+        if reply.ok is not None:
+            report["tokens"].append(str(reply.ok.key_expr))
+    pub = session.declare_publisher(key)
+    text = b"hello from zenoh 1.6.2\0"
+    payload = b"\x00\x01\x00\x00" + struct.pack("<I", len(text)) + text
+    deadline = time.monotonic() + 20
+    seq = 0
+    while time.monotonic() < deadline and report["received"] < 3:
+        seq += 1
+        attachment = struct.pack("<qq", seq, time.time_ns()) + b"\x10" + b"\x07" * 16
+        pub.put(payload, attachment=attachment)
+        time.sleep(0.05)
+print(json.dumps(report), flush=True)

@@ -1,0 +1,242 @@
+"""The bus contract: behaviour every ``Bus`` implementation must show (zenoh here).
+
+Waits are on conditions with timeouts, never fixed sleeps.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from mm_ros.bus import LATCHED, RELIABLE, SENSOR_DATA, BusTimeoutError, BusUnavailableError, QoS
+from mm_ros.bus.naming import EntityKind
+from mm_ros.bus.protocol import BusConfig, GoalStatus
+from mm_ros.bus.zenoh_bus import ZenohBus, wait_until
+from mm_ros.core.errors import ConfigError
+
+FIB = "example_interfaces/action/Fibonacci"
+
+
+def matched(node: ZenohBus, topic: str, kind: EntityKind) -> None:
+    wait_until(
+        lambda: any(e.kind is kind and e.name == topic for e in node.graph(0.5)),
+        10,
+        f"{kind.name} on {topic}",
+    )
+
+
+def publish_until(pub, message, received: list, count: int = 1, timeout_s: float = 10) -> None:
+    """Publish until the subscriber has ``count`` messages (covers route set-up)."""
+    deadline = time.monotonic() + timeout_s
+    while len(received) < count:
+        assert time.monotonic() < deadline, f"received {len(received)} of {count}"
+        pub.publish(message)
+        time.sleep(0.02)
+
+
+@pytest.mark.parametrize(
+    "qos",
+    [SENSOR_DATA, RELIABLE, LATCHED, QoS(depth=100)],
+    ids=["sensor_data", "reliable", "latched", "depth100"],
+)
+def test_pub_sub_every_preset(make_node, qos: QoS) -> None:
+    talker, listener = make_node("talker"), make_node("listener")
+    got: list[str] = []
+    listener.create_subscription(
+        "/chatter", "std_msgs/msg/String", lambda m: got.append(m.data), qos
+    )
+    pub = talker.create_publisher("/chatter", "std_msgs/msg/String", qos)
+    matched(talker, "/chatter", EntityKind.SUBSCRIPTION)
+    publish_until(pub, {"data": "hello"}, got)
+    assert set(got) == {"hello"}
+
+
+def test_order_and_numpy_views(make_node) -> None:
+    import numpy as np
+
+    talker, listener = make_node("talker"), make_node("listener")
+    frames: list = []
+    listener.create_subscription("image", "sensor_msgs/msg/Image", frames.append, RELIABLE)
+    pub = talker.create_publisher("image", "sensor_msgs/msg/Image", RELIABLE)
+    matched(talker, "/image", EntityKind.SUBSCRIPTION)
+    make = talker.msg("sensor_msgs/msg/Image")
+    pixels = np.arange(480 * 640 * 3, dtype=np.uint8)
+    publish_until(pub, make(height=480, width=640, encoding="rgb8", step=1920, data=pixels), frames)
+    first = len(frames)
+    for i in range(20):
+        pub.publish(
+            make(
+                header={"frame_id": str(i)},
+                height=480,
+                width=640,
+                encoding="rgb8",
+                step=1920,
+                data=pixels,
+            )
+        )
+    wait_until(lambda: len(frames) >= first + 20, 10, "20 frames")
+    ids = [int(f.header.frame_id) for f in frames[first:]]
+    assert ids == list(range(20))
+    assert isinstance(frames[-1].data, np.ndarray)
+    assert np.array_equal(frames[-1].data, pixels)
+
+
+def test_latched_late_joiner_gets_last_sample(make_node) -> None:
+    talker, listener = make_node("talker"), make_node("listener")
+    pub = talker.create_publisher("/status", "std_msgs/msg/String", LATCHED)
+    pub.publish({"data": "old"})
+    pub.publish({"data": "latest"})
+    got: list[str] = []
+    listener.create_subscription(
+        "/status", "std_msgs/msg/String", lambda m: got.append(m.data), LATCHED
+    )
+    wait_until(lambda: got, 10, "latched sample")
+    assert got == ["latest"]
+
+
+def test_service_call_and_missing_server(make_node) -> None:
+    server, caller = make_node("server"), make_node("caller")
+    server.create_service(
+        "/add",
+        "example_interfaces/srv/AddTwoInts",
+        lambda req: (
+            {"sum": req.a + req.b}
+            and server.msg("example_interfaces/srv/AddTwoInts_Response")(sum=req.a + req.b)
+        ),
+    )
+    client = caller.create_client("/add", "example_interfaces/srv/AddTwoInts")
+    assert client.wait_for_service(10)
+    assert client.call({"a": 40, "b": 2}).sum == 42
+    nobody = caller.create_client("/nobody", "example_interfaces/srv/AddTwoInts")
+    assert not nobody.wait_for_service(0.5)
+    started = time.monotonic()
+    with pytest.raises(BusTimeoutError, match="/nobody"):
+        nobody.call({"a": 1, "b": 1}, timeout_s=1.0)
+    assert time.monotonic() - started < 5
+
+
+def fib_server(node: ZenohBus, step_s: float = 0.02):
+    def execute(goal):
+        seq = [0, 1]
+        for _ in range(goal.request.order):
+            if goal.is_cancel_requested:
+                goal.canceled()
+                break
+            seq.append(seq[-1] + seq[-2])
+            goal.publish_feedback({"sequence": seq})
+            time.sleep(step_s)
+        return {"sequence": seq}
+
+    return node.create_action_server("/fib", FIB, execute)
+
+
+def test_action_feedback_and_result(make_node) -> None:
+    server, caller = make_node("server"), make_node("caller")
+    fib_server(server)
+    client = caller.create_action_client("/fib", FIB)
+    assert client.wait_for_server(10)
+    feedback: list[list[int]] = []
+    goal = client.send_goal({"order": 6}, feedback=lambda f: feedback.append(list(f.sequence)))
+    assert goal.accepted
+    status, result = goal.result(10)
+    assert status is GoalStatus.SUCCEEDED
+    assert list(result.sequence) == [0, 1, 1, 2, 3, 5, 8, 13]
+    wait_until(lambda: len(feedback) == 6, 5, "6 feedback messages")
+    assert feedback[-1] == list(result.sequence)
+
+
+def test_action_cancel_during_feedback(make_node) -> None:
+    server, caller = make_node("server"), make_node("caller")
+    fib_server(server, step_s=0.05)
+    client = caller.create_action_client("/fib", FIB)
+    assert client.wait_for_server(10)
+    first = threading.Event()
+    goal = client.send_goal({"order": 1000}, feedback=lambda _f: first.set())
+    assert first.wait(10)
+    assert goal.cancel() == 0
+    status, result = goal.result(10)
+    assert status is GoalStatus.CANCELED
+    assert 2 < len(result.sequence) < 1000
+
+
+def test_action_unknown_goal_and_rejection(make_node) -> None:
+    server, caller = make_node("server"), make_node("caller")
+    server.create_action_server(
+        "/fib", FIB, lambda g: {"sequence": [1]}, accept=lambda goal: goal.order < 100
+    )
+    client = caller.create_action_client("/fib", FIB)
+    assert client.wait_for_server(10)
+    assert not client.send_goal({"order": 500}).accepted
+    response = client.get_result.call({"goal_id": {"uuid": list(range(16))}}, timeout_s=5)
+    assert response.status == GoalStatus.UNKNOWN
+    assert client.cancel_goal.call({"goal_info": {"goal_id": {"uuid": [9] * 16}}}).return_code == 2
+
+
+def test_action_server_gone_is_an_error_not_a_hang(make_node) -> None:
+    server, caller = make_node("server"), make_node("caller")
+    fib_server(server, step_s=0.2)
+    client = caller.create_action_client("/fib", FIB)
+    assert client.wait_for_server(10)
+    goal = client.send_goal({"order": 1000})
+    server.close()
+    started = time.monotonic()
+    with pytest.raises(BusTimeoutError, match="no result"):
+        goal.result(timeout_s=3)
+    assert time.monotonic() - started < 6
+
+
+def test_parameters_from_args_and_file(make_node, tmp_path: Path) -> None:
+    params = tmp_path / "p.yaml"
+    params.write_text("/**:\n  ros__parameters:\n    rate_hz: 15.0\n    label: from-file\n")
+    node = make_node(
+        "camera",
+        ["--ros-args", "--params-file", str(params), "-p", "rate_hz:=30", "-p", "enabled:=false"],
+    )
+    assert node.declare_parameter("rate_hz", 10.0) == 30.0
+    assert node.declare_parameter("label", "default") == "from-file"
+    assert node.declare_parameter("enabled", True) is False
+    assert node.declare_parameter("missing", 5) == 5
+    with pytest.raises(ConfigError, match="expected int"):
+        make_node("typed", ["--ros-args", "-p", "count:=abc"]).declare_parameter("count", 3)
+
+
+def test_remaps_and_namespace(make_node) -> None:
+    talker = make_node("talker", ["--ros-args", "-r", "__ns:=/robot", "-r", "out:=/shared"])
+    listener = make_node("listener", ["--ros-args", "-r", "in:=/shared"])
+    assert talker.fully_qualified_name == "/robot/talker"
+    got: list[str] = []
+    listener.create_subscription(
+        "in", "std_msgs/msg/String", lambda m: got.append(m.data), RELIABLE
+    )
+    pub = talker.create_publisher("out", "std_msgs/msg/String", RELIABLE)
+    assert pub.topic == "/shared"
+    matched(talker, "/shared", EntityKind.SUBSCRIPTION)
+    publish_until(pub, {"data": "remapped"}, got)
+    names = {(e.namespace, e.node) for e in listener.graph() if e.kind is EntityKind.NODE}
+    assert ("/robot", "talker") in names
+
+
+def test_sim_time_follows_clock(make_node) -> None:
+    clock = make_node("clock")
+    node = make_node("sim", ["--ros-args", "-p", "use_sim_time:=true"])
+    assert node.now_ns() == 0
+    pub = clock.create_publisher("/clock", "rosgraph_msgs/msg/Clock", QoS(depth=1))
+    matched(clock, "/clock", EntityKind.SUBSCRIPTION)
+    deadline = time.monotonic() + 10
+    while node.now_ns() != 42_000_000_123:
+        assert time.monotonic() < deadline
+        pub.publish({"clock": {"sec": 42, "nanosec": 123}})
+        time.sleep(0.02)
+
+
+def test_router_unreachable_is_a_clear_error() -> None:
+    from tests.bus.conftest import free_port
+
+    endpoint = f"tcp/127.0.0.1:{free_port()}"
+    started = time.monotonic()
+    with pytest.raises(BusUnavailableError, match=f"no Zenoh router reachable at {endpoint}"):
+        ZenohBus("lonely", config=BusConfig(connect=(endpoint,), connect_timeout_s=1.0))
+    assert time.monotonic() - started < 10
