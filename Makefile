@@ -7,7 +7,7 @@ PIP := $(PY) -m pip install -q --disable-pip-version-check
 TORCH_PIN := torch==2.13.0  # the CPU wheel on disk; an unpinned torch pulls GBs of CUDA
 STAMP := $(VENV)/.installed
 
-.PHONY: all venv ros-tier test test-fast lint demo bench clean
+.PHONY: all venv ros-tier test test-contract-rclpy test-fast lint demo bench clean
 
 all: test
 
@@ -27,6 +27,15 @@ ros-tier: venv
 
 test: venv ros-tier
 	$(PY) -m pytest
+	@$(MAKE) --no-print-directory test-contract-rclpy
+
+# The bus contract suite again, on rclpy + Fast DDS inside the colcon-built workspace (the
+# installed mm_ros, not the checkout: --import-mode=append keeps the checkout off the path's head).
+test-contract-rclpy: ros-tier
+	@if [ -f .ros/SKIP ]; then echo "rclpy contract suite skipped: $$(cat .ros/SKIP)"; else \
+	  bash -c '. .ros/env.sh && MM_ROS_REQUIRE_RCLPY=1 ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST \
+	    ROS_DOMAIN_ID=$$(( 100 + $$$$ % 100 )) pytest -q -p no:cacheprovider \
+	    --import-mode=append tests/bus/test_contract.py -k rclpy -ra'; fi
 
 # Everything that needs no ROS tier (the tier's tests skip, naming why).
 test-fast: venv

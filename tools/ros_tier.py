@@ -58,11 +58,13 @@ ROS_WHEELS = [
     "builtin-interfaces", "std-msgs", "geometry-msgs", "sensor-msgs", "diagnostic-msgs",
     "action-msgs", "unique-identifier-msgs", "lifecycle-msgs", "service-msgs", "rcl-interfaces",
 ]  # fmt: skip
-TOOLS = ["colcon-common-extensions", "catkin-pkg", "numpy", "lark", "empy==3.3.4"]
+TOOLS = ["colcon-common-extensions", "catkin-pkg", "numpy", "lark", "empy==3.3.4", "pytest"]
 OVERLAY = {
     # package: (definitions folder under mm_ros/interfaces/definitions, dependencies)
     "vision_msgs": ("vision_msgs", ["std_msgs", "geometry_msgs"]),
     "audio_common_msgs": ("audio_common_msgs", ["std_msgs"]),
+    # AddTwoInts and Fibonacci: the types of REFERENCE.md's golden keys, used by bus tests
+    "example_interfaces": ("example_interfaces", ["action_msgs", "unique_identifier_msgs"]),
 }
 DEFINITIONS = REPO / "mm_ros" / "interfaces" / "definitions"
 
@@ -217,10 +219,12 @@ def write_overlay_sources(src: Path) -> None:
     shutil.rmtree(src, ignore_errors=True)
     for pkg, (folder, deps) in OVERLAY.items():
         out = src / pkg
-        (out / "msg").mkdir(parents=True)
-        files = sorted((DEFINITIONS / folder / "msg").glob("*.msg"))
-        for f in files:
-            shutil.copy(f, out / "msg" / f.name)
+        files = []
+        for kind in ("msg", "srv", "action"):
+            for f in sorted((DEFINITIONS / folder / kind).glob(f"*.{kind}")):
+                (out / kind).mkdir(parents=True, exist_ok=True)
+                shutil.copy(f, out / kind / f.name)
+                files.append(f"{kind}/{f.name}")
         depends = "\n".join(f"  <depend>{d}</depend>" for d in deps)
         (out / "package.xml").write_text(f"""<?xml version="1.0"?>
 <package format="3">
@@ -238,7 +242,7 @@ def write_overlay_sources(src: Path) -> None:
 </package>
 """)
         finds = "\n".join(f"find_package({d} REQUIRED)" for d in deps)
-        msgs = " ".join(f'"msg/{f.name}"' for f in files)
+        msgs = " ".join(f'"{f}"' for f in files)
         (out / "CMakeLists.txt").write_text(f"""cmake_minimum_required(VERSION 3.16)
 project({pkg})
 find_package(ament_cmake REQUIRED)

@@ -34,6 +34,15 @@ class BusTimeoutError(BusError, TimeoutError):
     """A service, action or discovery wait ran out of time."""
 
 
+def as_array(data: Any, dtype: Any = None) -> Any:
+    """View a message's array field as numpy without copying (rosbags ndarray or rclpy array)."""
+    import numpy as np
+
+    if isinstance(data, np.ndarray):
+        return data if dtype is None else data.view(dtype)
+    return np.frombuffer(data, dtype=dtype or np.uint8)
+
+
 class BusUnavailableError(BusError):
     """The transport cannot be reached (no Zenoh router at the endpoint, no ROS 2 install)."""
 
@@ -173,7 +182,7 @@ class Bus(Protocol):
 
     @property
     def fully_qualified_name(self) -> str:
-        """``/namespace/node_name``."""
+        """Return ``/namespace/node_name``."""
 
     def msg(self, typename: str) -> Callable[..., Any]:
         """Return a factory of ``typename`` messages; missing fields get ROS defaults."""
@@ -214,7 +223,16 @@ class Bus(Protocol):
         """Declare a parameter; return its value (an override if given, else ``default``)."""
 
     def get_parameter(self, name: str) -> Any:
-        """Value of a declared parameter."""
+        """Return the value of a declared parameter."""
+
+    def count_publishers(self, topic: str) -> int:
+        """Count the publishers of ``topic`` visible in the graph."""
+
+    def count_subscribers(self, topic: str) -> int:
+        """Count the subscriptions of ``topic`` visible in the graph."""
+
+    def node_names(self) -> list[str]:
+        """List the fully qualified names of the visible nodes."""
 
     def spin(self, timeout_s: float | None = None) -> None:
         """Block until shutdown (SIGINT/SIGTERM, ``close``) or the timeout."""

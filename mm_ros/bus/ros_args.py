@@ -153,6 +153,36 @@ def load_params_file(path: Path, fully_qualified_node: str) -> dict[str, Any]:
     return {**general, **specific}
 
 
+def checked_parameter(name: str, default: Any, overrides: dict[str, Any], node: str) -> Any:
+    """Value of a parameter: its override if of the default's type (int → float is fine)."""
+    value = overrides.get(name, default)
+    if default is None or value is default:
+        return value
+    same = isinstance(value, type(default)) and not (
+        isinstance(value, bool) and not isinstance(default, bool)
+    )
+    widening = isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool)
+    if not (same or widening):
+        msg = (
+            f"parameter {name!r} of {node}: expected {type(default).__name__} "
+            f"(default {default!r}), found {value!r}"
+        )
+        raise RosArgsError(msg)
+    return float(value) if isinstance(default, float) else value
+
+
+def ros_tokens(args: RosArgs) -> list[str]:
+    """Return the remapping part of ``args`` as ``--ros-args`` tokens (for rclpy)."""
+    tokens = ["--ros-args"]
+    for rule in args.remaps:
+        tokens += ["-r", f"{rule.source}:={rule.target}"]
+    if args.node_name:
+        tokens += ["-r", f"__node:={args.node_name}"]
+    if args.namespace:
+        tokens += ["-r", f"__ns:={args.namespace}"]
+    return tokens
+
+
 def parameter_overrides(args: RosArgs, fully_qualified_node: str) -> dict[str, Any]:
     """All overrides for one node: files in order, then ``-p`` (which wins)."""
     out: dict[str, Any] = {}

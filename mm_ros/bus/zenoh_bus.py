@@ -31,7 +31,12 @@ from mm_ros.bus.naming import (
     node_token,
 )
 from mm_ros.bus.protocol import BusConfig, BusError, BusTimeoutError
-from mm_ros.bus.ros_args import RosArgs, parameter_overrides, parse_ros_args
+from mm_ros.bus.ros_args import (
+    RosArgs,
+    checked_parameter,
+    parameter_overrides,
+    parse_ros_args,
+)
 from mm_ros.core.errors import ConfigError, InterfaceError
 from mm_ros.interfaces import get_store
 from mm_ros.interfaces.values import from_dict
@@ -271,7 +276,10 @@ class ZenohService:
 
     def reply(self, query: zenoh.Query, response: Any, attachment: naming.Attachment) -> None:
         """Reply with the CDR response; the attachment echoes seq and client GID (rmw_zenoh)."""
-        data = self._bus.store.serialize(response, f"{self._endpoint.typename}_Response")
+        typename = f"{self._endpoint.typename}_Response"
+        if isinstance(response, dict):
+            response = from_dict(self._bus.store, typename, response)
+        data = self._bus.store.serialize(response, typename)
         out = naming.pack_attachment(attachment.sequence, time.time_ns(), attachment.gid)
         query.reply(self._endpoint.key, data, attachment=out)
 
@@ -423,7 +431,7 @@ class ZenohBus:
 
     @property
     def fully_qualified_name(self) -> str:
-        """``/namespace/node_name``."""
+        """Return ``/namespace/node_name``."""
         return f"{self.namespace.rstrip('/')}/{self.node_name}"
 
     def resolve(self, name: str) -> str:
@@ -570,27 +578,13 @@ class ZenohBus:
 
     def declare_parameter(self, name: str, default: Any, description: str = "") -> Any:
         """Declare a parameter; an override of another type than the default is an error."""
-        value = self._overrides.get(name, default)
-        if default is not None and value is not default:
-            ok = isinstance(value, type(default)) or (
-                isinstance(default, float)
-                and isinstance(value, int)
-                and not isinstance(value, bool)
-            )
-            if not ok:
-                msg = (
-                    f"parameter {name!r} of {self.fully_qualified_name}: expected "
-                    f"{type(default).__name__} (default {default!r}), found {value!r}"
-                )
-                raise ConfigError(msg)
-            if isinstance(default, float):
-                value = float(value)
+        value = checked_parameter(name, default, self._overrides, self.fully_qualified_name)
         self._params[name] = value
         self.log.debug("parameter %s = %r %s", name, value, description)
         return value
 
     def get_parameter(self, name: str) -> Any:
-        """Value of a declared parameter."""
+        """Return the value of a declared parameter."""
         if name not in self._params:
             raise ConfigError(
                 f"parameter {name!r} was never declared on {self.fully_qualified_name}"
@@ -603,6 +597,26 @@ class ZenohBus:
         return sorted(set(self._overrides) - set(self._params))
 
     # -- graph -------------------------------------------------------------------------
+
+    def count_publishers(self, topic: str) -> int:
+        """Count the publishers of ``topic`` (after remapping) visible in the graph."""
+        full = self.resolve(topic)
+        return sum(e.kind is EntityKind.PUBLISHER and e.name == full for e in self.graph(0.5))
+
+    def count_subscribers(self, topic: str) -> int:
+        """Count the subscriptions of ``topic`` (after remapping) visible in the graph."""
+        full = self.resolve(topic)
+        return sum(e.kind is EntityKind.SUBSCRIPTION and e.name == full for e in self.graph(0.5))
+
+    def node_names(self) -> list[str]:
+        """List the fully qualified names of every node visible in the graph."""
+        return sorted(
+            {
+                f"{e.namespace.rstrip('/')}/{e.node}"
+                for e in self.graph()
+                if e.kind is EntityKind.NODE
+            }
+        )
 
     def graph(self, timeout_s: float = 1.0) -> list[naming.GraphEntity]:
         """Every ROS 2 entity visible in this domain, from the liveliness tokens."""

@@ -47,7 +47,7 @@ def attachment(seq: int, gid: bytes) -> bytes:
     return struct.pack("<qq", seq, time.time_ns()) + b"\x10" + gid
 
 
-def test_our_publisher_on_the_wire(router: str, make_node) -> None:
+def test_our_publisher_on_the_wire(router: str, make_zenoh) -> None:
     samples: list = []
     tokens: list[str] = []
     with raw_session(router) as raw:
@@ -60,7 +60,7 @@ def test_our_publisher_on_the_wire(router: str, make_node) -> None:
         raw.liveliness().declare_subscriber(
             "@ros2_lv/0/**", lambda s: tokens.append(str(s.key_expr))
         )
-        talker = make_node("talker")
+        talker = make_zenoh("talker")
         pub = talker.create_publisher("/chatter", "std_msgs/msg/String", RELIABLE)
         expected_token = (
             f"@ros2_lv/0/{talker.zid}/0/1/MP/%/%/talker/%chatter/"
@@ -87,8 +87,8 @@ def test_our_publisher_on_the_wire(router: str, make_node) -> None:
     assert text.startswith("n")
 
 
-def test_rmw_zenoh_sample_reaches_our_subscription(router: str, make_node) -> None:
-    listener = make_node("listener")
+def test_rmw_zenoh_sample_reaches_our_subscription(router: str, make_zenoh) -> None:
+    listener = make_zenoh("listener")
     got: list[str] = []
     sub = listener.create_subscription(
         "/chatter", "std_msgs/msg/String", lambda m: got.append(m.data), RELIABLE
@@ -119,7 +119,7 @@ def test_rmw_zenoh_sample_reaches_our_subscription(router: str, make_node) -> No
     assert sub.stats.rejected == {"attachment": 2, "cdr": 1, "oversize": 1}
 
 
-def test_exact_zenoh_of_rmw_zenoh_jazzy(router: str, make_node, tmp_path: Path) -> None:
+def test_exact_zenoh_of_rmw_zenoh_jazzy(router: str, make_zenoh, tmp_path: Path) -> None:
     """The peer runs eclipse-zenoh 1.6.2 (what rmw_zenoh Jazzy bundles) in its own venv."""
     venv = Path(
         os.environ.get("MM_ROS_ZENOH_162_VENV", Path(__file__).parents[2] / ".ros" / "zenoh-1.6.2")
@@ -142,12 +142,12 @@ def test_exact_zenoh_of_rmw_zenoh_jazzy(router: str, make_node, tmp_path: Path) 
         )
         if proc.returncode:
             pytest.skip(f"cannot install eclipse-zenoh==1.6.2 here: {proc.stderr[-300:]}")
-    listener = make_node("listener")
+    listener = make_zenoh("listener")
     got: list[str] = []
     listener.create_subscription(
         "/chatter", "std_msgs/msg/String", lambda m: got.append(m.data), RELIABLE
     )
-    talker = make_node("talker")
+    talker = make_zenoh("talker")
     pub = talker.create_publisher("/robot_says", "std_msgs/msg/String", RELIABLE)
     peer = subprocess.Popen(
         [str(python), str(RAW_PEER), router, STRING_KEY], stdout=subprocess.PIPE, text=True
