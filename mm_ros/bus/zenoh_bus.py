@@ -134,11 +134,14 @@ class ZenohPublisher:
 
     def publish(self, message: Any) -> None:
         """Serialize and put one message (a message object or a dict of its fields)."""
-        if self._bus.closed:
-            raise BusError(f"publisher on {self.topic}: the node was shut down")
         if isinstance(message, dict):
             message = from_dict(self._bus.store, self.typename, message)
-        data = self._bus.store.serialize(message, self.typename)
+        self.publish_raw(self._bus.store.serialize(message, self.typename))
+
+    def publish_raw(self, data: bytes) -> None:
+        """Put CDR bytes as they are (bag replay); sequence and timestamp are fresh."""
+        if self._bus.closed:
+            raise BusError(f"publisher on {self.topic}: the node was shut down")
         with self._lock:  # sequence numbers leave in order
             attachment = naming.pack_attachment(
                 next(self._sequence), time.time_ns(), self._endpoint.gid

@@ -130,6 +130,33 @@ def register(subparsers: Any) -> None:  # noqa: PLR0915 - one flat table of subc
     send.add_argument("--timeout", type=float, default=60.0, help="seconds for the result")
     send.set_defaults(handler=_action_send)
 
+    bag = subparsers.add_parser("bag", help="record, play and inspect rosbag2 bags")
+    bags = bag.add_subparsers(dest="bag_command", metavar="SUBCOMMAND", required=True)
+    record = bags.add_parser("record", help="record topics into a new rosbag2 bag")
+    _bus_options(record)
+    record.add_argument("topics", nargs="+", help="topics to record (types from the graph)")
+    record.add_argument("-o", "--output", required=True, help="bag folder to create")
+    record.add_argument("--storage", choices=["mcap", "sqlite3"], default="mcap")
+    record.add_argument("--duration", type=float, help="stop after this many seconds")
+    record.add_argument(
+        "--type",
+        action="append",
+        default=[],
+        metavar="TOPIC:=TYPE",
+        help="type of a topic that has no publisher yet",
+    )
+    record.set_defaults(handler=_bag_record)
+    play = bags.add_parser("play", help="publish a bag's messages with their recorded timing")
+    _bus_options(play)
+    play.add_argument("bag", help="bag folder or storage file")
+    play.add_argument("--rate", type=float, default=1.0, help="speed factor (default 1)")
+    play.add_argument("--loop", action="store_true", help="start again at the end")
+    play.add_argument("--clock", action="store_true", help="publish /clock from the bag's time")
+    play.set_defaults(handler=_bag_play)
+    info = bags.add_parser("info", help="topics, types, counts, rates and duration of a bag")
+    info.add_argument("bag", help="bag folder or storage file")
+    info.set_defaults(handler=_bag_info)
+
     run = subparsers.add_parser("run", help="run an mm_ros executable (pip twin of `ros2 run`)")
     run.add_argument("executable")
     run.add_argument("arguments", nargs=argparse.REMAINDER, help="e.g. --ros-args -p seed:=7")
@@ -389,6 +416,84 @@ def _action_send(args: argparse.Namespace) -> int:
         status, result = goal.result(args.timeout)
         sys.stdout.write("result:\n" + to_yaml(result) + f"status: {status.name}\n")
     return EXIT_OK if status.name == "SUCCEEDED" else EXIT_RUNTIME
+
+
+def _stop_on_signals() -> Any:
+    import signal
+    import threading
+
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    return stop
+
+
+def _bag_record(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from mm_ros.bus.bags import record
+
+    given = {}
+    for item in args.type:
+        if ":=" not in item:
+            raise ConfigError(f"--type expects TOPIC:=TYPE, found {item!r}")
+        topic, typename = item.split(":=", 1)
+        given[topic] = typename
+    stop = _stop_on_signals()
+    with open_cli_bus(args) as bus:
+        topics = {}
+        for name in args.topics:
+            topic = bus.resolve(name)
+            topics[topic], _qos = _topic_type(bus, topic, given.get(name) or given.get(topic), 10)
+        print(
+            f"recording {', '.join(sorted(topics))} into {args.output} (Ctrl-C to stop)", flush=True
+        )
+        counts = record(
+            bus,
+            Path(args.output),
+            topics,
+            storage=args.storage,
+            stop=stop,
+            duration_s=args.duration,
+        )
+    for topic, count in sorted(counts.items()):
+        print(f"{topic}: {count} messages")
+    return EXIT_OK
+
+
+def _bag_play(args: argparse.Namespace) -> int:
+    from mm_ros.bus.bags import play
+    from mm_ros.interfaces.bags import BagReader
+
+    if args.rate <= 0:
+        raise ConfigError(f"--rate must be > 0, found {args.rate}")
+    bag = BagReader(args.bag)
+    stop = _stop_on_signals()
+    with open_cli_bus(args) as bus:
+        sent = play(bus, bag, rate=args.rate, loop=args.loop, clock=args.clock, stop=stop)
+    print(f"played {sent} messages from {args.bag}")
+    return EXIT_OK
+
+
+def _bag_info(args: argparse.Namespace) -> int:
+    from mm_ros.interfaces.bags import BagReader
+
+    bag = BagReader(args.bag)
+    first, last = bag.duration_ns()
+    duration = (last - first) / 1e9
+    total = sum(t.count for t in bag.topics.values())
+    size = sum(f.stat().st_size for f in bag.files)
+    print(f"Files:        {', '.join(f.name for f in bag.files)}")
+    print(f"Storage:      {bag.storage}")
+    print(f"Bag size:     {size / 1e6:.1f} MB")
+    print(f"Duration:     {duration:.3f} s")
+    print(f"Start:        {first / 1e9:.3f}  End: {last / 1e9:.3f}")
+    print(f"Messages:     {total}")
+    print("Topics:")
+    for info in sorted(bag.topics.values(), key=lambda t: t.name):
+        rate = f"{(info.count - 1) / duration:.1f} Hz" if duration > 0 and info.count > 1 else "-"
+        print(f"  {info.name} | {info.typename} | {info.count} msgs | {rate}")
+    return EXIT_OK
 
 
 def _run(args: argparse.Namespace) -> int:

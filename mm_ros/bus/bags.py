@@ -1,0 +1,100 @@
+"""``mm-ros bag record | play``: rosbag2 recording and replay over the zenoh bus.
+
+Recording stores the CDR bytes exactly as received with the receive time (what rosbag2 does);
+replay publishes them again with the recorded spacing divided by ``rate``, optionally looping
+and publishing ``/clock`` so nodes with ``use_sim_time`` follow the bag's time.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from mm_ros.bus import naming
+from mm_ros.bus.naming import QoS
+from mm_ros.interfaces.bags import BagReader, BagWriter, QosProfile
+
+if TYPE_CHECKING:
+    from mm_ros.bus.zenoh_bus import ZenohBus
+
+CLOCK_PERIOD_S = 0.01  # /clock at 100 Hz while playing, like `ros2 bag play --clock`
+
+
+def _qos(profile: QosProfile) -> QoS:
+    return QoS(naming.Reliability(profile.reliability), naming.Durability(profile.durability),
+               naming.History(profile.history), max(profile.depth, 1))  # fmt: skip
+
+
+def record(bus: ZenohBus, out: Path, topics: dict[str, str], *, storage: str = "mcap",
+           stop: threading.Event, duration_s: float | None = None) -> dict[str, int]:  # fmt: skip
+    """Record ``{topic: type}`` into a new bag until ``stop`` is set or the duration ends.
+
+    Callbacks only stamp and enqueue (unbounded: a recorder must not drop); this thread, which
+    owns the storage (sqlite3 objects are tied to their thread), writes.
+    """
+    writer = BagWriter(out, bus.store, storage)
+    counts = dict.fromkeys(topics, 0)
+    pending: queue.SimpleQueue[tuple[str, int, bytes]] = queue.SimpleQueue()
+    end = time.monotonic() + duration_s if duration_s is not None else None
+
+    def drain() -> None:
+        while True:
+            try:
+                topic, stamp, payload = pending.get_nowait()
+            except queue.Empty:
+                return
+            writer.write(topic, stamp, payload)
+            counts[topic] += 1
+
+    try:
+        for topic, typename in topics.items():
+            writer.add_topic(topic, typename)
+
+            def enqueue(item: Any, topic: str = topic) -> None:
+                pending.put((topic, time.time_ns(), item[1]))
+
+            bus.create_subscription(topic, typename, enqueue, QoS(depth=1000), raw=True)
+        while not stop.wait(0.05):
+            drain()
+            if end is not None and time.monotonic() >= end:
+                break
+        drain()
+    finally:
+        writer.close()
+    return counts
+
+
+def play(bus: ZenohBus, bag: BagReader, *, rate: float = 1.0, loop: bool = False,
+         clock: bool = False, stop: threading.Event) -> int:  # fmt: skip
+    """Publish a bag's messages with their recorded spacing / ``rate``; return how many."""
+    publishers = {}
+    for info in bag.topics.values():
+        if info.schema and info.typename not in bus.store.names():
+            bus.store.add_schema(info.schema, info.typename)
+        publishers[info.name] = bus.create_publisher(info.name, info.typename, _qos(info.qos))
+    clock_pub = bus.create_publisher("/clock", "rosgraph_msgs/msg/Clock", QoS(depth=1))
+    time.sleep(0.5)  # let subscribers that were waiting for these topics match
+    sent = 0
+    while not stop.is_set():
+        start_wall, start_bag = time.monotonic(), None
+        last_clock = 0.0
+        for message in bag.messages():
+            if start_bag is None:
+                start_bag = message.timestamp_ns
+            due = start_wall + (message.timestamp_ns - start_bag) / 1e9 / rate
+            while (wait := due - time.monotonic()) > 0:
+                if clock and time.monotonic() - last_clock >= CLOCK_PERIOD_S:
+                    elapsed = (time.monotonic() - start_wall) * rate
+                    stamp = start_bag + int(elapsed * 1e9)
+                    clock_pub.publish({"clock": {"sec": stamp // 10**9, "nanosec": stamp % 10**9}})
+                    last_clock = time.monotonic()
+                if stop.wait(min(wait, CLOCK_PERIOD_S if clock else wait)):
+                    return sent
+            publishers[message.topic].publish_raw(message.data)
+            sent += 1
+        if not loop:
+            break
+    return sent
