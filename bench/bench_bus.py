@@ -1,0 +1,137 @@
+"""Transport: a 1920x1080 rgb8 Image at 30 Hz and an Imu at 1 kHz, publish -> numpy view in
+another process over loopback, every variant in one run (DESIGN.md section 12)."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+BENCH = Path(__file__).resolve().parent
+REPO = BENCH.parent
+PEER = BENCH / "bus_peer.py"
+ROS_ENV = REPO / ".ros" / "env.sh"
+VARIANTS = {
+    "raw_zenoh": "(b) raw Zenoh put -> callback (transport floor)",
+    "zenoh_tcp": "(c) mm_ros zenoh bus, TCP",
+    "zenoh_shm": "(d) mm_ros zenoh bus, shared memory",
+    "rclpy_plain": "(e) plain rclpy on Fast DDS, as a ROS 2 user writes it",
+    "rclpy_bus": "(f) mm_ros rclpy bus on Fast DDS",
+}
+IMAGE_FRAMES = 90  # 3 s at 30 Hz
+IMU_SAMPLES = 2000  # 2 s at 1 kHz
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def command(variant: str, args: list[str]) -> list[str]:
+    if variant.startswith("rclpy"):
+        return ["bash", "-c", f". '{ROS_ENV}' && exec python \"$@\"", "peer", str(PEER), *args]
+    return [sys.executable, str(PEER), *args]
+
+
+def run_pair(variant: str, kind: str, count: int, rate: float, endpoint: str) -> dict:
+    env = dict(os.environ, ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST",
+               ROS_DOMAIN_ID=str(150 + os.getpid() % 50), PYTHONPATH="")
+    sub = subprocess.Popen(command(variant, ["sub", variant, kind, str(count), endpoint]),
+                           stdout=subprocess.PIPE, text=True, env=env, cwd="/")
+    assert sub.stdout is not None
+    if sub.stdout.readline().strip() != "ready":
+        sub.kill()
+        return {"error": "subscriber did not start"}
+    pub = subprocess.run(command(variant, ["pub", variant, kind, str(count), endpoint, str(rate)]),
+                         capture_output=True, text=True, env=env, cwd="/", timeout=300)
+    try:
+        out, _ = sub.communicate(timeout=60)
+    except subprocess.TimeoutExpired:
+        sub.kill()
+        return {"error": "subscriber hung"}
+    if pub.returncode:
+        return {"error": pub.stderr[-300:]}
+    result = json.loads(out.strip().splitlines()[-1])
+    lat = np.array(result["latencies_ms"][int(0.1 * count):] or [np.nan])  # skip warm-up
+    return {"p50_ms": float(np.median(lat)), "p99_ms": float(np.percentile(lat, 99)),
+            "received": result["received"], "sent": count,
+            "drops": count - result["received"]}
+
+
+def memcpy_ms() -> float:
+    src = np.random.default_rng(0).integers(0, 255, 1920 * 1080 * 3, dtype=np.uint8)
+    dst = np.empty_like(src)
+    times = []
+    for _ in range(50):
+        start = time.perf_counter()
+        np.copyto(dst, src)
+        times.append((time.perf_counter() - start) * 1e3)
+    return float(np.median(times))
+
+
+def run() -> dict:
+    from mm_ros.bus.zenoh_session import Router
+
+    endpoint = f"tcp/127.0.0.1:{free_port()}"
+    have_ros = ROS_ENV.is_file()
+    figures: dict = {"memcpy_ms": memcpy_ms(), "image": {}, "imu": {}, "image_rates": {}}
+    with Router((endpoint,)):
+        for variant in VARIANTS:
+            if variant.startswith("rclpy") and not have_ros:
+                figures["image"][variant] = {"error": "no ROS tier (.ros/env.sh)"}
+                continue
+            figures["image"][variant] = run_pair(variant, "image", IMAGE_FRAMES, 30, endpoint)
+            if variant != "zenoh_shm":
+                figures["imu"][variant] = run_pair(variant, "imu", IMU_SAMPLES, 1000, endpoint)
+        for variant in ("zenoh_tcp", "zenoh_shm"):  # highest image rate without drops
+            best = 30.0
+            for rate in (60.0, 120.0):
+                r = run_pair(variant, "image", int(rate * 2), rate, endpoint)
+                if r.get("drops", 1) == 0:
+                    best = rate
+            figures["image_rates"][variant] = best
+    img = figures["image"]
+
+    def p50(v: str) -> float:
+        return float(img.get(v, {}).get("p50_ms", float("nan")))
+
+    budgets = [
+        {"what": "(c) zenoh TCP p50 / (b) raw Zenoh p50", "value": p50("zenoh_tcp") / p50("raw_zenoh"),
+         "limit": 1.15, "met": p50("zenoh_tcp") / p50("raw_zenoh") <= 1.15},
+        {"what": "(d) zenoh SHM p50 / (c) zenoh TCP p50", "value": p50("zenoh_shm") / p50("zenoh_tcp"),
+         "limit": 0.6, "met": p50("zenoh_shm") / p50("zenoh_tcp") <= 0.6},
+        {"what": "(e) plain rclpy p50 / (c) zenoh TCP p50 (speed-up)",
+         "value": p50("rclpy_plain") / p50("zenoh_tcp"), "limit": 5.0,
+         "met": p50("rclpy_plain") / p50("zenoh_tcp") >= 5.0},
+        {"what": "(f) rclpy bus p50 / (e) plain rclpy p50", "value": p50("rclpy_bus") / p50("rclpy_plain"),
+         "limit": 1.0, "met": p50("rclpy_bus") / p50("rclpy_plain") <= 1.0},
+        {"what": "drops at 30 Hz, (c) + (d)",
+         "value": float(img["zenoh_tcp"].get("drops", -1) + img["zenoh_shm"].get("drops", -1)),
+         "limit": 0.0, "met": img["zenoh_tcp"].get("drops") == 0 and img["zenoh_shm"].get("drops") == 0},
+    ]
+    rows = [["(a) memcpy of the same 6.2 MB (physical floor)", round(figures["memcpy_ms"], 3), "",
+             "", "", ""]]
+    for variant, label in VARIANTS.items():
+        r, m = img.get(variant, {}), figures["imu"].get(variant, {})
+        rows.append([label, r.get("p50_ms", r.get("error", "")), r.get("p99_ms", ""),
+                     r.get("drops", ""), figures["image_rates"].get(variant, ""),
+                     f"{m.get('p50_ms', float('nan')):.3f} / {m.get('drops', '-')}" if m else "-"])
+    return {
+        "title": "Bus: 1920x1080 rgb8 Image @30 Hz and Imu @1 kHz, publish -> numpy view in "
+                 "another process",
+        "summary": "Loopback on this machine, a Zenoh router in the benchmark process, each "
+                   "variant a publisher and a subscriber process, same QoS (reliable, depth 10). "
+                   "Latency is receive time minus the send stamp; the first 10% are warm-up.",
+        "columns": ["variant", "image p50 ms", "image p99 ms", "image drops /90",
+                    "max image Hz w/o drops", "imu p50 ms / drops /2000"],
+        "rows": rows,
+        "budgets": budgets,
+        "figures": figures,
+    }
