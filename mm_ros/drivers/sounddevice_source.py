@@ -31,7 +31,7 @@ def load_sounddevice() -> Any:
         import sounddevice
     except OSError as err:  # raised by sounddevice itself when libportaudio cannot be loaded
         raise AudioDeviceError(
-            f"PortAudio library not found ({err}); install it (Debian/Ubuntu: "
+            f"cannot load the PortAudio library ({err}); install it (Debian/Ubuntu: "
             "apt-get install libportaudio2) or use source: wav"
         ) from err
     except ImportError as err:
