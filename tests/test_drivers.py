@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
+import sys
 import threading
 import types
 import wave
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
 import pytest
 
 from mm_ros.core.errors import AudioDeviceError, ConfigError, DecodeError
-from mm_ros.core.sensors import AudioChunk
 from mm_ros.drivers.audio_source import AudioSourceConfig, SourceKind
 from mm_ros.drivers.sounddevice_source import (
     DeviceInfo,
@@ -22,6 +22,9 @@ from mm_ros.drivers.sounddevice_source import (
     resolve_device,
 )
 from mm_ros.drivers.wav_source import WavSource, read_wav, write_wav
+
+if TYPE_CHECKING:
+    from mm_ros.core.sensors import AudioChunk
 
 S = 1_000_000_000
 DEVICES = [
@@ -94,7 +97,9 @@ def test_fake_stream_delivers_stamped_copies() -> None:
     block = np.tile(np.linspace(-0.5, 0.5, 160, dtype=np.float32)[:, None], (1, 2))
     stream.feed(block)
     stream.feed(block, FakeStatus())
-    assert len(got) == 2 and source.chunks == 2 and source.overflows == 1
+    assert len(got) == 2
+    assert source.chunks == 2
+    assert source.overflows == 1
     np.testing.assert_array_equal(got[0].samples, block)  # survived the buffer reuse
     assert got[0].stamp_ns == 50 * S - 30_000_000  # ADC time, not delivery time
     assert (got[0].rate_hz, got[0].channels) == (16_000, 2)
@@ -148,14 +153,21 @@ def test_open_failure_becomes_audio_device_error() -> None:
 
 
 def test_missing_portaudio_is_a_clear_error() -> None:
-    """On this machine there is no PortAudio library: sounddevice's OSError must be wrapped."""
+    """Here there is no PortAudio library: sounddevice's OSError must be wrapped."""
     try:
-        module = load_sounddevice()
-    except AudioDeviceError as err:
-        assert "PortAudio" in str(err) or "sounddevice" in str(err)
-        assert isinstance(err.__cause__, OSError | ImportError)
-    else:
-        assert hasattr(module, "InputStream")  # a machine with a sound stack
+        import sounddevice  # noqa: F401
+    except OSError:
+        with pytest.raises(AudioDeviceError, match="PortAudio") as info:
+            load_sounddevice()
+        assert isinstance(info.value.__cause__, OSError)
+    else:  # a machine with a sound stack
+        assert hasattr(load_sounddevice(), "InputStream")
+
+
+def test_missing_sounddevice_package_is_a_clear_error(monkeypatch) -> None:
+    monkeypatch.setitem(sys.modules, "sounddevice", None)  # import raises ImportError
+    with pytest.raises(AudioDeviceError, match=r"mm-ros\[audio\]"):
+        load_sounddevice()
 
 
 def tone_file(tmp_path, rate=8000, channels=2, seconds=0.5):
@@ -218,7 +230,8 @@ def test_wav_loop_and_stop(tmp_path) -> None:
     assert enough.wait(timeout=10)
     source.stop()
     stamps = [c.stamp_ns for c in got[:10]]
-    assert stamps == sorted(stamps) and len(set(stamps)) == 10  # stamps keep increasing
+    assert stamps == sorted(stamps)
+    assert len(set(stamps)) == 10  # stamps keep increasing
 
 
 def test_wav_errors(tmp_path) -> None:

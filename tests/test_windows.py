@@ -66,7 +66,9 @@ def streams(draw):
         stamps = nominal + rng.integers(-jitter, jitter + 1, count)
         # arrival: stamp + transport delay up to 3 periods, so streams interleave out of order
         arrival = stamps + rng.integers(0, 3 * period, count)
-        events += [(int(a), kind, i, int(s)) for i, (a, s) in enumerate(zip(arrival, stamps))]
+        events += [
+            (int(a), kind, i, int(s)) for i, (a, s) in enumerate(zip(arrival, stamps, strict=True))
+        ]
     events.sort()
     return events, jitter, base, seconds
 
@@ -93,7 +95,9 @@ def test_snapshot_alignment_bounds(stream, where: float, span_s: float) -> None:
     assert 0 <= snap.image.staleness_ns <= S // 30 + 2 * jitter
     assert 0 <= snap.imu.staleness_ns <= 5 * MS + 2 * jitter
     stamps = snap.imu.stamps_ns
-    assert (np.diff(stamps) > 0).all() and stamps[0] >= at - span and stamps[-1] <= at
+    assert (np.diff(stamps) > 0).all()
+    assert stamps[0] >= at - span
+    assert stamps[-1] <= at
     # audio: sample i of the view is the stream's sample at start + i / rate, within the jitter
     view = snap.audio
     assert view.samples.size == span * RATE // S
@@ -181,7 +185,8 @@ def test_audio_gap_and_rate_change() -> None:
     assert view.coverage == pytest.approx(1 - 200 / 600)
     assert view.staleness_ns == 0
     resampled = window.view(600 * MS, 600 * MS, rate_hz=8000)
-    assert resampled.samples.size == 4800 and resampled.rate_hz == 8000
+    assert resampled.samples.size == 4800
+    assert resampled.rate_hz == 8000
     other_rate = AudioChunk(600 * MS, 8000, np.zeros((160, 1), np.float32))
     window.add(other_rate)
     assert window.stats().resets == 1
@@ -190,11 +195,12 @@ def test_audio_gap_and_rate_change() -> None:
 
 def test_imu_view_resampled_to_a_fixed_rate() -> None:
     window = ImuWindow(WindowConfig(span_ns=2 * S, max_items=1000))
-    for i in range(0, 200):
+    for i in range(200):
         window.add(imu(i * 5 * MS + (MS if i % 2 else 0)))  # jittered 200 Hz
     view = window.view(900 * MS, 500 * MS)
     grid, values = view.resampled(100.0)
-    assert grid[-1] == 900 * MS and np.all(np.diff(grid) == 10 * MS)
+    assert grid[-1] == 900 * MS
+    assert np.all(np.diff(grid) == 10 * MS)
     np.testing.assert_allclose(values[:, 5], grid / S, atol=1e-9)  # gyro z holds the stamp
     assert view.gaps == ()
 

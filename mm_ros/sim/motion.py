@@ -34,6 +34,11 @@ class Motion(enum.Enum):
     TURN_RIGHT = "turning right"
 
 
+# still, forward, left, right: walking is the most common and the most often refused (an object
+# or the edge of the scene is in the way), so it is drawn most often.
+MOTION_WEIGHTS = (0.2, 0.4, 0.2, 0.2)
+
+
 @dataclass(frozen=True)
 class MotionConfig:
     """Speeds, durations and sensor noise of the path and the IMU."""
@@ -47,7 +52,7 @@ class MotionConfig:
     ramp_s: float = 0.25
     step_hz: float = 1.8  # walking cadence of the head bob
     bob_m: float = 0.025  # head bob amplitude while walking at full speed
-    stay_within_m: float = 6.0  # the path turns back before leaving the middle of the scene
+    stay_within_m: float = 7.0  # the path turns back before leaving the middle of the scene
     keep_off_m: float = 1.0  # never walk closer than this to an object's footprint
     accel_noise_mps2: float = 0.04  # white noise per sample, a consumer MEMS IMU
     gyro_noise_rps: float = 0.003
@@ -122,13 +127,20 @@ def _plan(
     while t < duration_ns:
         length_ns = int(rng.uniform(*config.segment_s) * 1e9)
         length_s = length_ns / 1e9
-        choice = Motion(rng.choice([m.value for m in Motion]))
+        choice = Motion(rng.choice([m.value for m in Motion], p=MOTION_WEIGHTS))
         speed = float(rng.uniform(*config.walk_speed_mps))
         rate = math.radians(float(rng.uniform(*config.turn_rate_dps)))
-        if choice is Motion.FORWARD and not _path_is_clear(
-            x, y, yaw, speed * length_s + config.keep_off_m, scene, config
-        ):
-            choice = Motion.TURN_LEFT if rng.random() < 0.5 else Motion.TURN_RIGHT  # noqa: PLR2004
+        if choice is Motion.FORWARD:
+            # walk as far as the way is clear (shorter segments first), else turn away
+            for share in (1.0, 0.7, 0.45):
+                if _path_is_clear(
+                    x, y, yaw, speed * length_s * share + config.keep_off_m, scene, config
+                ):
+                    length_ns = max(int(length_ns * share), 800_000_000)
+                    length_s = length_ns / 1e9
+                    break
+            else:
+                choice = Motion.TURN_LEFT if rng.random() < 0.5 else Motion.TURN_RIGHT  # noqa: PLR2004
         if segments and choice is segments[-1].motion is Motion.STILL:
             choice = Motion.TURN_LEFT  # two stills in a row read as one long one
         speed = speed if choice is Motion.FORWARD else 0.0

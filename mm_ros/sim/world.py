@@ -85,7 +85,7 @@ class ObjectTruth:
     side: Side
     in_view: bool  # at least one pixel visible
     box_px: Box | None  # visible pixels (occlusion applied), (x0, y0, x1, y1)
-    full_box_px: Box | None  # whole silhouette as if nothing were in front, clipped to the image
+    full_box_px: Box | None  # whole silhouette as if nothing were in front, inside the image
     visible_fraction: float  # visible pixels / silhouette pixels inside the image
 
 
@@ -241,8 +241,9 @@ class World:
             fraction = 0.0
             projection = drawn.get(obj.index)
             if projection is not None and projection.full_box is not None:
-                full_box = projection.full_box
-                box, fraction = self._visible(rendered.labels, obj.index, projection.polygons)
+                box, full_box, fraction = self._visible(
+                    rendered.labels, obj.index, projection.polygons
+                )
             objects.append(
                 ObjectTruth(
                     index=obj.index,
@@ -278,22 +279,30 @@ class World:
 
     def _visible(
         self, labels: np.ndarray[Any, Any], index: int, polygons: tuple[np.ndarray[Any, Any], ...]
-    ) -> tuple[Box | None, float]:
-        """Box of the object's visible label pixels and the visible share of its silhouette."""
+    ) -> tuple[Box | None, Box | None, float]:
+        """Boxes of the object's visible and of all its silhouette pixels, visible share.
+
+        Both boxes are measured on the raster (what the image shows), not on the continuous
+        polygons, so small and border-cut objects get the box a labeller would draw.
+        """
         h, w = labels.shape
         points = np.concatenate(polygons) >> SHIFT
         x0, y0 = np.clip(points.min(axis=0) - 1, 0, [w, h])
         x1, y1 = np.clip(points.max(axis=0) + 2, 0, [w, h])
         if x1 <= x0 or y1 <= y0:
-            return None, 0.0
+            return None, None, 0.0
         crop = labels[y0:y1, x0:x1] == index
         box = mask_box(crop)
         if box is None:
-            return None, 0.0
+            return None, None, 0.0
         alone = np.zeros(crop.shape, dtype=np.uint8)
         offset = np.array([x0, y0], dtype=np.int32) << SHIFT
         for polygon in polygons:
             cv2.fillConvexPoly(alone, polygon - offset, 1, cv2.LINE_8, SHIFT)
         fraction = float(crop.sum()) / max(int(alone.sum()), 1)
-        x_0, y_0, x_1, y_1 = box
-        return (x_0 + x0, y_0 + y0, x_1 + x0, y_1 + y0), min(fraction, 1.0)
+        full = mask_box(alone.astype(bool)) or box
+
+        def shifted(b: Box) -> Box:
+            return (b[0] + x0, b[1] + y0, b[2] + x0, b[3] + y0)
+
+        return shifted(box), shifted(full), min(fraction, 1.0)
