@@ -19,6 +19,7 @@ from mm_ros.core.errors import (
     InvalidValueError,
     SizeMismatchError,
     UnsupportedEncodingError,
+    require_in_range,
 )
 from mm_ros.core.images import as_uint8
 from mm_ros.core.sensors import AudioChunk
@@ -110,20 +111,8 @@ def float_to_pcm(samples: NDArray[np.float32], dtype: np.dtype[Any]) -> NDArray[
 
 
 def _check_stream(channels: int, rate_hz: int) -> None:
-    if not 0 < channels <= MAX_CHANNELS:
-        raise InvalidValueError(
-            f"audio channels {channels} outside 1..{MAX_CHANNELS}",
-            field="channels",
-            expected=f"1..{MAX_CHANNELS}",
-            found=channels,
-        )
-    if not 0 < rate_hz <= MAX_RATE_HZ:
-        raise InvalidValueError(
-            f"audio rate {rate_hz} Hz outside 1..{MAX_RATE_HZ}",
-            field="rate",
-            expected=f"1..{MAX_RATE_HZ}",
-            found=rate_hz,
-        )
+    require_in_range("audio", "channels", channels, MAX_CHANNELS)
+    require_in_range("audio", "rate", rate_hz, MAX_RATE_HZ, " Hz")
 
 
 def _deinterleave(flat: NDArray[np.float32], channels: int, field: str) -> NDArray[np.float32]:

@@ -6,7 +6,7 @@ import math
 from typing import TYPE_CHECKING, NamedTuple
 
 from mm_ros.core.errors import InvalidValueError, SizeMismatchError, UnsupportedEncodingError
-from mm_ros.core.images import MAX_SIDE_PX
+from mm_ros.core.images import check_size
 from mm_ros.core.sensors import CameraModel
 
 if TYPE_CHECKING:
@@ -32,14 +32,7 @@ def decode_camera_info(
     frame_id: str = "",
 ) -> CameraModel:
     """Validate the fields of a ``sensor_msgs/CameraInfo`` and return a `CameraModel`."""
-    for name, value in (("width", width), ("height", height)):
-        if not 0 < value <= MAX_SIDE_PX:
-            raise InvalidValueError(
-                f"CameraInfo {name} {value} outside 1..{MAX_SIDE_PX}",
-                field=name,
-                expected=f"1..{MAX_SIDE_PX}",
-                found=value,
-            )
+    check_size("CameraInfo", width, height)
     if distortion_model not in DISTORTION_COEFFICIENTS:
         raise UnsupportedEncodingError(
             f"CameraInfo distortion_model {distortion_model!r} is not one of "

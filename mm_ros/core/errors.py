@@ -62,5 +62,16 @@ class InvalidValueError(DecodeError):
     """A value is out of range: NaN/inf, zero channels, rate 0, absurd dimensions."""
 
 
+def require_in_range(what: str, field: str, value: int, high: int, unit: str = "") -> None:
+    """Raise `InvalidValueError` unless 0 < value <= high (sizes, rates, channel counts)."""
+    if not 0 < value <= high:
+        raise InvalidValueError(
+            f"{what} {field} {value}{unit} outside 1..{high}",
+            field=field,
+            expected=f"1..{high}",
+            found=value,
+        )
+
+
 class AudioDeviceError(MmRosError):
     """The audio backend (PortAudio) or the requested capture device is unavailable."""

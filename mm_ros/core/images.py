@@ -1,8 +1,10 @@
 """Decode ``sensor_msgs/Image`` and ``CompressedImage`` fields into `Frame` values.
 
-The decoders take plain fields (never message objects). Colour encodings become RGB8; rgb8, bgr8,
-rgba8, bgra8, mono8 and native-order mono16 decode to views of ``data`` without a copy, also with
-a padded ``step``. YUV encodings and codecs go through OpenCV, imported only when needed.
+The decoders take plain fields (never message objects). Colour encodings become RGB8. rgb8, mono8
+and native-order mono16 decode to views of ``data`` without a copy, also with a padded ``step``.
+bgr8, rgba8 and bgra8 take one OpenCV channel conversion (a copy, 0.4 ms at 1080p): a reordered
+numpy view would be free here but cost 6 ms wherever it is made contiguous later (bench/REPORT.md).
+YUV encodings and codecs go through OpenCV too; OpenCV is imported only when needed.
 """
 
 from __future__ import annotations
@@ -13,9 +15,9 @@ import numpy as np
 
 from mm_ros.core.errors import (
     DecodeError,
-    InvalidValueError,
     SizeMismatchError,
     UnsupportedEncodingError,
+    require_in_range,
 )
 from mm_ros.core.sensors import Frame, PixelFormat
 
@@ -68,15 +70,10 @@ def as_uint8(data: BytesLike | NDArray[Any], field: str = "data") -> NDArray[np.
     return np.frombuffer(data, dtype=np.uint8)
 
 
-def _check_dims(width: int, height: int) -> None:
-    for name, value in (("width", width), ("height", height)):
-        if not 0 < value <= MAX_SIDE_PX:
-            raise InvalidValueError(
-                f"Image {name} {value} outside 1..{MAX_SIDE_PX}",
-                field=name,
-                expected=f"1..{MAX_SIDE_PX}",
-                found=value,
-            )
+def check_size(what: str, width: int, height: int) -> None:
+    """Raise `InvalidValueError` for a zero or absurd width/height."""
+    require_in_range(what, "width", width, MAX_SIDE_PX)
+    require_in_range(what, "height", height, MAX_SIDE_PX)
 
 
 def decode_image(  # noqa: PLR0917 - the fields of sensor_msgs/Image, in order
@@ -100,7 +97,7 @@ def decode_image(  # noqa: PLR0917 - the fields of sensor_msgs/Image, in order
             expected=ENCODINGS,
             found=encoding,
         )
-    _check_dims(width, height)
+    check_size("Image", width, height)
     for name, value, multiple in (
         ("width", width, layout.width_multiple),
         ("height", height, layout.height_multiple),
@@ -138,18 +135,11 @@ def decode_image(  # noqa: PLR0917 - the fields of sensor_msgs/Image, in order
     return Frame(stamp_ns=stamp_ns, frame_id=frame_id, pixels=pixels, pixel_format=pixel_format)
 
 
-def _convert(  # noqa: PLR0911 - one return per encoding family
+def _convert(
     key: str, plane: NDArray[np.uint8], width: int, height: int, is_bigendian: bool
 ) -> tuple[NDArray[Any], PixelFormat]:
-    if key in ("rgb8", "bgr8", "rgba8", "bgra8"):
-        px = plane.reshape(height, width, len(key) - 1)
-        if key == "rgb8":
-            return px, PixelFormat.RGB8
-        if key == "bgr8":
-            return px[:, :, ::-1], PixelFormat.RGB8
-        if key == "rgba8":
-            return px[:, :, :3], PixelFormat.RGB8
-        return px[:, :, 2::-1], PixelFormat.RGB8
+    if key == "rgb8":
+        return plane.reshape(height, width, 3), PixelFormat.RGB8
     if key in ("mono8", "8uc1"):
         return plane, PixelFormat.MONO8
     if key in ("mono16", "16uc1"):
@@ -159,6 +149,9 @@ def _convert(  # noqa: PLR0911 - one return per encoding family
         return px16, PixelFormat.MONO16
     import cv2
 
+    if key in ("bgr8", "rgba8", "bgra8"):  # rows may be padded: OpenCV takes the row stride
+        swap = {"bgr8": cv2.COLOR_BGR2RGB, "rgba8": cv2.COLOR_RGBA2RGB, "bgra8": cv2.COLOR_BGRA2RGB}
+        return cv2.cvtColor(plane.reshape(height, width, len(key) - 1), swap[key]), PixelFormat.RGB8
     code = {
         "yuv422": cv2.COLOR_YUV2RGB_UYVY,
         "uyvy": cv2.COLOR_YUV2RGB_UYVY,

@@ -42,6 +42,13 @@ class _Counted:
         """Whether `close` was called."""
         return self._closed
 
+    def _admit_locked(self) -> bool:
+        """Count an offered item; False (and counted as rejected) once closed."""
+        self._put += 1
+        if self._closed:
+            self._rejected += 1
+        return not self._closed
+
     def _stats(self, depth: int) -> QueueStats:
         return QueueStats(self._put, self._taken, self._dropped, self._rejected, depth)
 
@@ -61,9 +68,7 @@ class LatestSlot(_Counted, Generic[T]):
     def put(self, item: T) -> bool:
         """Store ``item``, replacing an untaken one; return False if the slot is closed."""
         with self._cond:
-            self._put += 1
-            if self._closed:
-                self._rejected += 1
+            if not self._admit_locked():
                 return False
             if self._full:
                 self._dropped += 1
@@ -110,9 +115,7 @@ class DropOldestQueue(_Counted, Generic[T]):
     def put(self, item: T) -> bool:
         """Append ``item``, dropping the oldest one if full; return False if closed."""
         with self._cond:
-            self._put += 1
-            if self._closed:
-                self._rejected += 1
+            if not self._admit_locked():
                 return False
             if len(self._items) >= self.maxlen:
                 self._items.popleft()
