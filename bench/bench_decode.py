@@ -193,9 +193,9 @@ def run() -> dict[str, object]:
             "copy; channel swaps are one OpenCV call), `dense` adds np.ascontiguousarray, `bare` "
             "is the OpenCV/numpy call a hand-written node would make, timed alternately with "
             "ours in the same loop (medians) so that machine noise hits both alike. Then window "
-            "snapshots for a question over 10 s audio / 5 s IMU / 2 s frames held, and the synthetic world: "
-            f"render and ground truth per 640x480 frame; at 30 Hz it takes {cpu_share:.0%} of "
-            "one core."
+            "snapshots for a question over 10 s audio / 5 s IMU / 2 s frames held, and the "
+            "synthetic world: render and ground truth per 640x480 frame; at 30 Hz it takes "
+            f"{cpu_share:.0%} of one core."
         ),
         "columns": ["what", "decode ms", "dense ms", "bare ms", "dense / bare"],
         "rows": [

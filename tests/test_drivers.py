@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from mm_ros.core.errors import AudioDeviceError, ConfigError, DecodeError
-from mm_ros.drivers.audio_source import AudioSourceConfig, SourceKind
+from mm_ros.drivers.audio_source import AudioSourceConfig, SourceKind, make_source
 from mm_ros.drivers.sounddevice_source import (
     DeviceInfo,
     SoundDeviceSource,
@@ -258,3 +258,10 @@ def test_read_wav_8_bit(tmp_path) -> None:
     rate, samples = read_wav(path)
     assert rate == 8000
     np.testing.assert_allclose(samples[:, 0], [0.0, 127 / 128, -1.0])
+
+
+def test_make_source_picks_the_implementation(tmp_path) -> None:
+    path, _ = tone_file(tmp_path)
+    wav = make_source(AudioSourceConfig(source=SourceKind.WAV, wav_path=str(path)))
+    assert isinstance(wav, WavSource)
+    assert isinstance(make_source(AudioSourceConfig()), SoundDeviceSource)  # opens nothing yet

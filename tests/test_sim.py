@@ -210,3 +210,15 @@ def test_scenes_vary_across_seeds() -> None:
     assert occluded >= 1
     assert min(distances) < 4
     assert max(distances) > 8
+
+
+def test_episodes_chain_without_a_clock_jump() -> None:
+    world = World(WorldConfig(seed=2, duration_s=1.0), start_ns=5 * S)
+    step = world.step(world.end_ns + S)
+    assert world.finished
+    assert len(step.frames) == 30
+    following = world.next_episode()
+    assert following.config.seed == 3
+    assert following.start_ns == world.end_ns
+    first = following.step(following.start_ns).frames[0].frame
+    assert first.stamp_ns > step.frames[-1].frame.stamp_ns

@@ -73,7 +73,7 @@ def streams(draw):
     return events, jitter, base, seconds
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=40, deadline=None, database=None)
 @given(streams(), st.floats(0.2, 0.95), st.floats(0.1, 0.9))
 def test_snapshot_alignment_bounds(stream, where: float, span_s: float) -> None:
     events, jitter, base, seconds = stream
@@ -114,7 +114,7 @@ def test_snapshot_alignment_bounds(stream, where: float, span_s: float) -> None:
         assert a == view.start_ns or b >= at - 20 * MS - jitter
 
 
-@settings(max_examples=25, deadline=None)
+@settings(max_examples=25, deadline=None, database=None)
 @given(
     st.integers(1, 50),  # period, ms
     st.integers(1, 3000),  # span, ms
@@ -132,7 +132,7 @@ def test_memory_stays_bounded_under_an_endless_stream(period_ms, span_ms, max_it
     assert stats.evicted == 3000 - bound
 
 
-@settings(max_examples=30, deadline=None)
+@settings(max_examples=30, deadline=None, database=None)
 @given(st.lists(st.integers(0, 999), min_size=1, max_size=200))
 def test_out_of_order_and_duplicates(order) -> None:
     window = FrameWindow(WindowConfig(span_ns=10 * S, max_items=1000))

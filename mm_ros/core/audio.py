@@ -31,6 +31,17 @@ if TYPE_CHECKING:
 
     from mm_ros.core.images import BytesLike
 
+
+class AudioLayout(enum.Enum):
+    """Which ``audio_common_msgs`` is on the wire (a setting, never guessed; REFERENCE.md 3).
+
+    The values are the ``audio_layout`` names of `mm_ros.interfaces.get_store`.
+    """
+
+    ROS_DRIVERS = "ros-drivers"  # AudioDataStamped (uint8[] PCM) + AudioInfo on its own topic
+    MGONZS13 = "mgonzs13"  # AudioStamped with typed arrays and a PortAudio format code
+
+
 MAX_RATE_HZ = 768_000  # the fastest audio interfaces; anything above is a corrupted header
 MAX_CHANNELS = 64
 

@@ -50,6 +50,17 @@ class AudioSourceConfig:
         return max(1, round(self.rate_hz * self.chunk_s))
 
 
+def make_source(config: AudioSourceConfig) -> AudioSource:
+    """Return the source ``config.source`` names (each imported only when chosen)."""
+    if config.source is SourceKind.WAV:
+        from mm_ros.drivers.wav_source import WavSource
+
+        return WavSource(config)
+    from mm_ros.drivers.sounddevice_source import SoundDeviceSource
+
+    return SoundDeviceSource(config)
+
+
 class AudioSource(Protocol):
     """Delivers `AudioChunk`s to a callback from its own thread until stopped."""
 

@@ -9,6 +9,7 @@ episode, byte for byte.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, field
 from typing import Any
@@ -172,6 +173,20 @@ class World:
     def end_ns(self) -> int:
         """Absolute stamp where the episode ends."""
         return self.start_ns + self.config.duration_ns
+
+    @property
+    def finished(self) -> bool:
+        """Whether every frame, IMU sample and audio chunk has been returned by ``step``."""
+        return (
+            self._next_frame >= self.frame_count
+            and self._next_imu >= self.imu_series.t_ns.size
+            and (self._next_chunk + 1) * self.chunk_frames > self.audio.size
+        )
+
+    def next_episode(self) -> World:
+        """Return the following episode (seed + 1), starting where this one ends."""
+        config = dataclasses.replace(self.config, seed=self.config.seed + 1)
+        return World(config, start_ns=self.end_ns)
 
     def step(self, now_ns: int) -> SimStep:
         """Return everything stamped up to ``now_ns`` (absolute) not returned before."""
