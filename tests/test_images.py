@@ -69,7 +69,7 @@ def test_same_order_encodings_decode_without_copy(encoding: str, bpp: int) -> No
     assert np.shares_memory(frame.pixels, buffer)
 
 
-@pytest.mark.parametrize("pad", [0, 6])
+@pytest.mark.parametrize("pad", [0, 6, 7])
 @pytest.mark.parametrize("bigendian", [False, True])
 def test_mono16_respects_byte_order_and_step(bigendian: bool, pad: int) -> None:
     values = RNG.integers(0, 65536, (H, W), dtype=np.uint16)
