@@ -8,12 +8,13 @@ import numpy as np
 import pytest
 
 from mm_ros.core.camera import decode_camera_info, encode_camera_info
+from mm_ros.core.errors import ConfigError
 from mm_ros.core.sensors import Bearing, Side
 from mm_ros.sim.episode import read_episode, write_episode
-from mm_ros.sim.motion import Motion
+from mm_ros.sim.motion import Motion, MotionConfig
 from mm_ros.sim.render import box_iou, mask_box
-from mm_ros.sim.scene import Colour, Shape
-from mm_ros.sim.sound import Sound
+from mm_ros.sim.scene import Colour, SceneConfig, Shape
+from mm_ros.sim.sound import Sound, SoundConfig
 from mm_ros.sim.world import World, WorldConfig
 
 S = 1_000_000_000
@@ -222,3 +223,19 @@ def test_episodes_chain_without_a_clock_jump() -> None:
     assert following.start_ns == world.end_ns
     first = following.step(following.start_ns).frames[0].frame
     assert first.stamp_ns > step.frames[-1].frame.stamp_ns
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: WorldConfig(duration_s=0),
+        lambda: WorldConfig(imu_rate_hz=300),
+        lambda: SceneConfig(min_objects=5, max_objects=3),
+        lambda: MotionConfig(walk_speed_mps=(2.0, 1.0)),
+        lambda: MotionConfig(ramp_s=5.0),
+        lambda: SoundConfig(rate_hz=4000),
+    ],
+)
+def test_bad_configs_are_refused(make) -> None:
+    with pytest.raises(ConfigError):
+        make()

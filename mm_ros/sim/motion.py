@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from mm_ros.core.errors import ConfigError
+
 if TYPE_CHECKING:
     from numpy.typing import NDArray
 
@@ -59,6 +61,16 @@ class MotionConfig:
     # Constant gyro bias per episode, drawn in +-gyro_bias_rps: yaw integrated from the gyro
     # drifts by at most gyro_bias_rps * duration (0.9 deg over 30 s).
     gyro_bias_rps: float = 0.0005
+
+    def __post_init__(self) -> None:
+        for name in ("walk_speed_mps", "turn_rate_dps", "segment_s"):
+            low, high = getattr(self, name)
+            if not 0 < low <= high:
+                raise ConfigError(f"MotionConfig.{name} needs 0 < low <= high, found {low}, {high}")
+        if not 0 <= self.ramp_s < self.segment_s[0] / 2:
+            raise ConfigError(
+                f"MotionConfig.ramp_s must be in [0, segment_s[0] / 2), found {self.ramp_s}"
+            )
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,8 @@ import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from mm_ros.core.errors import ConfigError
+
 if TYPE_CHECKING:
     import numpy as np
 
@@ -101,7 +103,7 @@ class SceneConfig:
 
     def __post_init__(self) -> None:
         if not 1 <= self.min_objects <= self.max_objects <= len(Shape) * len(Colour):
-            raise ValueError(
+            raise ConfigError(
                 f"SceneConfig needs 1 <= min_objects <= max_objects <= {len(Shape) * len(Colour)},"
                 f" found {self.min_objects}..{self.max_objects}"
             )

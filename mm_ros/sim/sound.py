@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from mm_ros.core.errors import ConfigError
+
 if TYPE_CHECKING:
     from numpy.typing import NDArray
 
@@ -44,6 +46,12 @@ class SoundConfig:
     first_onset_s: float = 0.3
     gap_s: tuple[float, float] = (0.4, 1.5)  # room tone between events
     room_tone_rms: float = 0.002  # -54 dBFS: audible as a noise floor, far below any event
+
+    def __post_init__(self) -> None:
+        if self.rate_hz < 8000:  # noqa: PLR2004 - the beeps reach 1.8 kHz, babble 2.5 kHz formants
+            raise ConfigError(f"SoundConfig.rate_hz must be >= 8000, found {self.rate_hz}")
+        if not 0 < self.gap_s[0] <= self.gap_s[1]:
+            raise ConfigError(f"SoundConfig.gap_s needs 0 < low <= high, found {self.gap_s}")
 
 
 def _ramp(count: int, rate_hz: int, attack_s: float, release_s: float) -> NDArray[np.float64]:
