@@ -91,8 +91,10 @@ class Scene:
 class SceneConfig:
     """How scenes are drawn at random."""
 
-    min_objects: int = 4
-    max_objects: int = 9
+    # 6..14 of the 24 (shape, colour) pairs around the wearer: with a 77 deg view about two are
+    # in sight at a time (none in about one frame in five), and turning always finds more.
+    min_objects: int = 6
+    max_objects: int = 14
     # Objects from 2.5 m (a step away, fully in view) to 12 m (small but still ~20 px tall).
     min_distance_m: float = 2.5
     max_distance_m: float = 12.0

@@ -44,7 +44,7 @@ class WorldConfig:
     width_px: int = 640
     height_px: int = 480
     fps: int = 30
-    focal_px: float = 500.0  # 65 deg horizontal field of view at 640 px: a phone/headset camera
+    focal_px: float = 400.0  # 77 deg horizontal field of view at 640 px: a headset's wide camera
     imu_rate_hz: int = 200  # must divide 1000 (the path is integrated on a 1 ms grid)
     audio_chunk_s: float = 0.02  # 20 ms chunks, as audio_capture publishes
     # Azimuth within +-10 deg of the optical axis is "centre": a third of a 65 deg view.
