@@ -155,3 +155,16 @@ def test_resample_identity_and_errors() -> None:
     np.testing.assert_array_equal(resample(x, 16_000, 16_000), x)
     with pytest.raises(InvalidValueError):
         resample(x, 0, 16_000)
+
+
+def test_rclpy_array_fields_decode() -> None:
+    """rclpy hands uint8[] / int16[] fields over as array.array."""
+    import array
+
+    pcm = array.array("B", np.array([0, 16384], dtype="<i2").tobytes())
+    chunk = decode_audio_ros_drivers(pcm, 1, 16000, "S16LE")
+    np.testing.assert_allclose(chunk.samples[:, 0], [0.0, 0.5])
+    typed = decode_audio_mgonzs13(8, 1, 16000, int16_data=array.array("h", [0, -16384]))
+    np.testing.assert_allclose(typed.samples[:, 0], [0.0, -0.5])
+    raw = decode_audio_mgonzs13(32, 1, 16000, uint8_data=array.array("B", [128, 192]))
+    np.testing.assert_allclose(raw.samples[:, 0], [0.0, 0.5])

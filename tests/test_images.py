@@ -212,3 +212,12 @@ def test_malformed_camera_info(kwargs, error, field) -> None:
 def test_camera_model_is_plain_value() -> None:
     camera = CameraModel(640, 480, K, "", ())
     assert camera.bearing(319.5, 0).elevation_deg > 0  # up is +
+
+
+def test_rclpy_array_fields_decode() -> None:
+    """rclpy hands uint8[] fields over as array.array('B')."""
+    import array
+
+    gray = RNG.integers(0, 256, (H, W), dtype=np.uint8)
+    frame = decode_image("mono8", W, H, W, False, array.array("B", gray.tobytes()))
+    np.testing.assert_array_equal(frame.pixels, gray)

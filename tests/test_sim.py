@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
 
 from mm_ros.core.camera import decode_camera_info, encode_camera_info
 from mm_ros.core.errors import ConfigError
+from mm_ros.core.imu import decode_imu, encode_imu
 from mm_ros.core.sensors import Bearing, Side
 from mm_ros.sim.episode import read_episode, write_episode
 from mm_ros.sim.motion import Motion, MotionConfig
@@ -59,6 +62,9 @@ def test_step_delivers_every_stream_at_its_rate(world: World) -> None:
         assert (np.diff(stamps) > 0).all()
     assert frames[0].frame.pixels.shape == (480, 640, 3)
     assert frames[0].frame.frame_id == world.camera.frame_id
+    fields = encode_imu(imu[0], world.imu_variance)
+    assert fields.angular_velocity_covariance[0] == pytest.approx(0.003**2)
+    assert decode_imu(*fields) == replace(imu[0], stamp_ns=0, frame_id="")
     assert world.step(start + 2 * S).frames == ()  # nothing twice
 
 
@@ -186,7 +192,7 @@ def test_ground_truth_answers_the_questions(world: World) -> None:
             sounds.add(truth.last_sound.sound)
             assert truth.last_sound.onset_ns <= truth.stamp_ns
         sides |= {o.side for o in truth.objects if o.in_view}
-        record = truth.to_dict()
+        record = json.loads(truth.to_json())
         assert record["motion"] == truth.motion.value
         assert all(isinstance(o["colour"], str) for o in record["objects"])
     assert len(motions) >= 3

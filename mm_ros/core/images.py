@@ -22,9 +22,13 @@ from mm_ros.core.errors import (
 from mm_ros.core.sensors import Frame, PixelFormat
 
 if TYPE_CHECKING:
+    import array
+    from typing import TypeAlias
+
     from numpy.typing import NDArray
 
-BytesLike = bytes | bytearray | memoryview
+    # what a uint8[] field is in each runtime: bytes (rosbags/zenoh), array('B') (rclpy), views
+    BytesLike: TypeAlias = bytes | bytearray | memoryview | array.array[int]
 
 # Larger than any camera we expect (16K), small enough that width*height*4 fits comfortably:
 # a corrupted header must not make us allocate gigabytes.

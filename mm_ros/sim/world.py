@@ -10,6 +10,7 @@ episode, byte for byte.
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 from dataclasses import dataclass, field
 from typing import Any
@@ -107,6 +108,10 @@ class FrameTruth:
         out: dict[str, Any] = _jsonable(self)
         return out
 
+    def to_json(self) -> str:
+        """Return the truth as compact JSON (the ``~/ground_truth`` std_msgs/String payload)."""
+        return json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
+
 
 @dataclass(frozen=True)
 class SimFrame:
@@ -173,6 +178,12 @@ class World:
     def end_ns(self) -> int:
         """Absolute stamp where the episode ends."""
         return self.start_ns + self.config.duration_ns
+
+    @property
+    def imu_variance(self) -> tuple[float, float, float]:
+        """(orientation, gyro, accel) variances for ``encode_imu`` (the noise the sim adds)."""
+        motion = self.config.motion
+        return (1e-6, motion.gyro_noise_rps**2, motion.accel_noise_mps2**2)
 
     @property
     def finished(self) -> bool:
