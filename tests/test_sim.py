@@ -227,8 +227,11 @@ def test_episodes_chain_without_a_clock_jump() -> None:
     following = world.next_episode()
     assert following.config.seed == 3
     assert following.start_ns == world.end_ns
-    first = following.step(following.start_ns).frames[0].frame
-    assert first.stamp_ns > step.frames[-1].frame.stamp_ns
+    first = following.step(following.start_ns)
+    assert first.frames[0].frame.stamp_ns > step.frames[-1].frame.stamp_ns
+    assert first.imu[0].stamp_ns > step.imu[-1].stamp_ns
+    assert first.audio == ()  # the first chunk completes 20 ms later
+    assert len(step.imu) == 200
 
 
 @pytest.mark.parametrize(

@@ -229,7 +229,9 @@ def make_imu(
 ) -> ImuSeries:
     """Sample the trajectory at ``rate_hz`` (a divisor of 1000) and add bias and noise."""
     step = 1000 // rate_hz
-    index = np.arange(0, trajectory.x_m.size - 1, step)
+    # samples at t < duration (the grid has two points past it), so a following episode that
+    # starts at the end stamp never repeats a stamp
+    index = np.arange(0, trajectory.x_m.size - 2, step)
     count = index.size
     bias = rng.uniform(-config.gyro_bias_rps, config.gyro_bias_rps, size=3)
     accel = trajectory.accel_body_mps2[index] + rng.normal(0, config.accel_noise_mps2, (count, 3))

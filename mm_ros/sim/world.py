@@ -48,7 +48,7 @@ class WorldConfig:
     focal_px: float = 400.0  # 77 deg horizontal field of view at 640 px: a headset's wide camera
     imu_rate_hz: int = 200  # must divide 1000 (the path is integrated on a 1 ms grid)
     audio_chunk_s: float = 0.02  # 20 ms chunks, as audio_capture publishes
-    # Azimuth within +-10 deg of the optical axis is "centre": a third of a 65 deg view.
+    # Azimuth within +-10 deg of the optical axis is "centre": the middle quarter of the view.
     centre_half_width_deg: float = 10.0
     camera_frame_id: str = "sim_camera_optical"
     imu_frame_id: str = "sim_imu"
