@@ -16,6 +16,11 @@ FORBIDDEN = {
     "mm_ros.cli.main": HEAVY,
     "mm_ros.bus": ["rclpy", "zenoh", "torch", "tensorrt", "onnxruntime", "transformers"],
     "mm_ros.bus.zenoh_bus": ["rclpy", "torch", "tensorrt", "onnxruntime", "transformers"],
+    # the synthetic world: core + numpy + OpenCV; its publisher node lives in mm_ros.nodes
+    "mm_ros.sim.episode": [*HEAVY, "mm_ros.bus", "mm_ros.nodes"],
+    # capture sources: sounddevice only once a device is opened, never a bus
+    "mm_ros.drivers.sounddevice_source": [*HEAVY, "mm_ros.bus", "sounddevice", "cv2"],
+    "mm_ros.drivers.wav_source": [*HEAVY, "mm_ros.bus", "sounddevice", "cv2"],
 }
 CORE = Path(__file__).resolve().parents[1] / "mm_ros" / "core"
 ALL_CORE_MODULES = sorted(

@@ -34,3 +34,44 @@ class DefinitionError(InterfaceError, ValueError):
 
 class CdrError(InterfaceError, ValueError):
     """CDR bytes do not decode into the requested type, or a value does not encode."""
+
+
+class DecodeError(MmRosError, ValueError):
+    """A sensor message (or its plain fields) cannot become a core value.
+
+    ``field`` names the offending field, ``expected`` and ``found`` say what was wanted and what
+    came; the message text carries all three so a log line alone is enough.
+    """
+
+    def __init__(self, message: str, *, field: str, expected: object, found: object) -> None:
+        self.field = field
+        self.expected = expected
+        self.found = found
+        super().__init__(message)
+
+
+class UnsupportedEncodingError(DecodeError):
+    """An image encoding, audio sample format or codec mm_ros does not decode."""
+
+
+class SizeMismatchError(DecodeError):
+    """Dimensions, step, channel count and data length do not agree (or data is short)."""
+
+
+class InvalidValueError(DecodeError):
+    """A value is out of range: NaN/inf, zero channels, rate 0, absurd dimensions."""
+
+
+def require_in_range(what: str, field: str, value: int, high: int, unit: str = "") -> None:
+    """Raise `InvalidValueError` unless 0 < value <= high (sizes, rates, channel counts)."""
+    if not 0 < value <= high:
+        raise InvalidValueError(
+            f"{what} {field} {value}{unit} outside 1..{high}",
+            field=field,
+            expected=f"1..{high}",
+            found=value,
+        )
+
+
+class AudioDeviceError(MmRosError):
+    """The audio backend (PortAudio) or the requested capture device is unavailable."""
