@@ -41,16 +41,32 @@ def command(variant: str, args: list[str]) -> list[str]:
 
 
 def run_pair(variant: str, kind: str, count: int, rate: float, endpoint: str) -> dict:
-    env = dict(os.environ, ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST",
-               ROS_DOMAIN_ID=str(150 + os.getpid() % 50), PYTHONPATH="")
-    sub = subprocess.Popen(command(variant, ["sub", variant, kind, str(count), endpoint]),
-                           stdout=subprocess.PIPE, text=True, env=env, cwd="/")
+    env = dict(
+        os.environ,
+        ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST",
+        ROS_DOMAIN_ID=str(150 + os.getpid() % 50),
+        PYTHONPATH="",
+    )
+    sub = subprocess.Popen(
+        command(variant, ["sub", variant, kind, str(count), endpoint]),
+        stdout=subprocess.PIPE,
+        text=True,
+        env=env,
+        cwd="/",
+    )
     assert sub.stdout is not None
     if sub.stdout.readline().strip() != "ready":
         sub.kill()
         return {"error": "subscriber did not start"}
-    pub = subprocess.run(command(variant, ["pub", variant, kind, str(count), endpoint, str(rate)]),
-                         capture_output=True, text=True, env=env, cwd="/", timeout=300)
+    pub = subprocess.run(
+        command(variant, ["pub", variant, kind, str(count), endpoint, str(rate)]),
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd="/",
+        timeout=300,
+        check=False,
+    )
     try:
         out, _ = sub.communicate(timeout=60)
     except subprocess.TimeoutExpired:
@@ -59,10 +75,14 @@ def run_pair(variant: str, kind: str, count: int, rate: float, endpoint: str) ->
     if pub.returncode:
         return {"error": pub.stderr[-300:]}
     result = json.loads(out.strip().splitlines()[-1])
-    lat = np.array(result["latencies_ms"][int(0.1 * count):] or [np.nan])  # skip warm-up
-    return {"p50_ms": float(np.median(lat)), "p99_ms": float(np.percentile(lat, 99)),
-            "received": result["received"], "sent": count,
-            "drops": count - result["received"]}
+    lat = np.array(result["latencies_ms"][int(0.1 * count) :] or [np.nan])  # skip warm-up
+    return {
+        "p50_ms": float(np.median(lat)),
+        "p99_ms": float(np.percentile(lat, 99)),
+        "received": result["received"],
+        "sent": count,
+        "drops": count - result["received"],
+    }
 
 
 def memcpy_ms() -> float:
@@ -103,34 +123,73 @@ def run() -> dict:
         return float(img.get(v, {}).get("p50_ms", float("nan")))
 
     budgets = [
-        {"what": "(c) zenoh TCP p50 / (b) raw Zenoh p50", "value": p50("zenoh_tcp") / p50("raw_zenoh"),
-         "limit": 1.15, "met": p50("zenoh_tcp") / p50("raw_zenoh") <= 1.15},
-        {"what": "(d) zenoh SHM p50 / (c) zenoh TCP p50", "value": p50("zenoh_shm") / p50("zenoh_tcp"),
-         "limit": 0.6, "met": p50("zenoh_shm") / p50("zenoh_tcp") <= 0.6},
-        {"what": "(e) plain rclpy p50 / (c) zenoh TCP p50 (speed-up)",
-         "value": p50("rclpy_plain") / p50("zenoh_tcp"), "limit": 5.0,
-         "met": p50("rclpy_plain") / p50("zenoh_tcp") >= 5.0},
-        {"what": "(f) rclpy bus p50 / (e) plain rclpy p50", "value": p50("rclpy_bus") / p50("rclpy_plain"),
-         "limit": 1.0, "met": p50("rclpy_bus") / p50("rclpy_plain") <= 1.0},
-        {"what": "drops at 30 Hz, (c) + (d)",
-         "value": float(img["zenoh_tcp"].get("drops", -1) + img["zenoh_shm"].get("drops", -1)),
-         "limit": 0.0, "met": img["zenoh_tcp"].get("drops") == 0 and img["zenoh_shm"].get("drops") == 0},
+        {
+            "what": "(c) zenoh TCP p50 / (b) raw Zenoh p50",
+            "value": p50("zenoh_tcp") / p50("raw_zenoh"),
+            "limit": 1.15,
+            "met": p50("zenoh_tcp") / p50("raw_zenoh") <= 1.15,
+        },
+        {
+            "what": "(d) zenoh SHM p50 / (c) zenoh TCP p50",
+            "value": p50("zenoh_shm") / p50("zenoh_tcp"),
+            "limit": 0.6,
+            "met": p50("zenoh_shm") / p50("zenoh_tcp") <= 0.6,
+        },
+        {
+            "what": "(e) plain rclpy p50 / (c) zenoh TCP p50 (speed-up)",
+            "value": p50("rclpy_plain") / p50("zenoh_tcp"),
+            "limit": 5.0,
+            "met": p50("rclpy_plain") / p50("zenoh_tcp") >= 5.0,
+        },
+        {
+            "what": "(f) rclpy bus p50 / (e) plain rclpy p50",
+            "value": p50("rclpy_bus") / p50("rclpy_plain"),
+            "limit": 1.0,
+            "met": p50("rclpy_bus") / p50("rclpy_plain") <= 1.0,
+        },
+        {
+            "what": "drops at 30 Hz, (c) + (d)",
+            "value": float(img["zenoh_tcp"].get("drops", -1) + img["zenoh_shm"].get("drops", -1)),
+            "limit": 0.0,
+            "met": img["zenoh_tcp"].get("drops") == 0 and img["zenoh_shm"].get("drops") == 0,
+        },
     ]
-    rows = [["(a) memcpy of the same 6.2 MB (physical floor)", round(figures["memcpy_ms"], 3), "",
-             "", "", ""]]
+    rows = [
+        [
+            "(a) memcpy of the same 6.2 MB (physical floor)",
+            round(figures["memcpy_ms"], 3),
+            "",
+            "",
+            "",
+            "",
+        ]
+    ]
     for variant, label in VARIANTS.items():
         r, m = img.get(variant, {}), figures["imu"].get(variant, {})
-        rows.append([label, r.get("p50_ms", r.get("error", "")), r.get("p99_ms", ""),
-                     r.get("drops", ""), figures["image_rates"].get(variant, ""),
-                     f"{m.get('p50_ms', float('nan')):.3f} / {m.get('drops', '-')}" if m else "-"])
+        rows.append(
+            [
+                label,
+                r.get("p50_ms", r.get("error", "")),
+                r.get("p99_ms", ""),
+                r.get("drops", ""),
+                figures["image_rates"].get(variant, ""),
+                f"{m.get('p50_ms', float('nan')):.3f} / {m.get('drops', '-')}" if m else "-",
+            ]
+        )
     return {
         "title": "Bus: 1920x1080 rgb8 Image @30 Hz and Imu @1 kHz, publish -> numpy view in "
-                 "another process",
+        "another process",
         "summary": "Loopback on this machine, a Zenoh router in the benchmark process, each "
-                   "variant a publisher and a subscriber process, same QoS (reliable, depth 10). "
-                   "Latency is receive time minus the send stamp; the first 10% are warm-up.",
-        "columns": ["variant", "image p50 ms", "image p99 ms", "image drops /90",
-                    "max image Hz w/o drops", "imu p50 ms / drops /2000"],
+        "variant a publisher and a subscriber process, same QoS (reliable, depth 10). "
+        "Latency is receive time minus the send stamp; the first 10% are warm-up.",
+        "columns": [
+            "variant",
+            "image p50 ms",
+            "image p99 ms",
+            "image drops /90",
+            "max image Hz w/o drops",
+            "imu p50 ms / drops /2000",
+        ],
         "rows": rows,
         "budgets": budgets,
         "figures": figures,

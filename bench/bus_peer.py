@@ -28,7 +28,7 @@ def stamp(now_ns: int) -> dict[str, int]:
     return {"sec": now_ns // 1_000_000_000, "nanosec": now_ns % 1_000_000_000}
 
 
-def main() -> int:  # noqa: C901, PLR0912, PLR0915 - one flat script per variant
+def main() -> int:  # noqa: PLR0912, PLR0915 - one flat script per variant
     role, variant, kind, count = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
     endpoint = sys.argv[5]
     rate = float(sys.argv[6]) if role == "pub" else 0.0
@@ -71,8 +71,10 @@ def main() -> int:  # noqa: C901, PLR0912, PLR0915 - one flat script per variant
         from mm_ros.bus.protocol import BusConfig, as_array
         from mm_ros.bus.zenoh_bus import ZenohBus
 
-        bus = ZenohBus(f"bench_{role}", config=BusConfig(connect=(endpoint,),
-                                                         shared_memory=variant == "zenoh_shm"))
+        bus = ZenohBus(
+            f"bench_{role}",
+            config=BusConfig(connect=(endpoint,), shared_memory=variant == "zenoh_shm"),
+        )
         qos = RELIABLE  # the same QoS in every variant (plain rclpy uses depth 10 reliable)
         if role == "sub":
 
@@ -88,8 +90,16 @@ def main() -> int:  # noqa: C901, PLR0912, PLR0915 - one flat script per variant
 
             def send() -> None:
                 if kind == "image":
-                    pub.publish(make(header={"stamp": stamp(time.time_ns())}, height=HEIGHT,
-                                     width=WIDTH, encoding="rgb8", step=WIDTH * 3, data=pixels))
+                    pub.publish(
+                        make(
+                            header={"stamp": stamp(time.time_ns())},
+                            height=HEIGHT,
+                            width=WIDTH,
+                            encoding="rgb8",
+                            step=WIDTH * 3,
+                            data=pixels,
+                        )
+                    )
                 else:
                     pub.publish(make(header={"stamp": stamp(time.time_ns())}))
     else:
@@ -117,7 +127,12 @@ def main() -> int:  # noqa: C901, PLR0912, PLR0915 - one flat script per variant
                     now = time.time_ns()
                     msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(now, 1_000_000_000)
                     if kind == "image":
-                        msg.height, msg.width, msg.encoding, msg.step = HEIGHT, WIDTH, "rgb8", WIDTH * 3
+                        msg.height, msg.width, msg.encoding, msg.step = (
+                            HEIGHT,
+                            WIDTH,
+                            "rgb8",
+                            WIDTH * 3,
+                        )
                         msg.data = pixels.tobytes()
                     pub.publish(msg)
 

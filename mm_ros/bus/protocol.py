@@ -184,6 +184,9 @@ class Bus(Protocol):
     def fully_qualified_name(self) -> str:
         """Return ``/namespace/node_name``."""
 
+    def set_audio_layout(self, layout: str) -> None:
+        """Use the ``ros-drivers`` or ``mgonzs13`` audio_common_msgs (before audio entities)."""
+
     def msg(self, typename: str) -> Callable[..., Any]:
         """Return a factory of ``typename`` messages; missing fields get ROS defaults."""
 

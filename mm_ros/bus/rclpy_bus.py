@@ -284,6 +284,10 @@ class RclpyBus:
         """Fully qualified, remapped name of a topic/service."""
         return str(self.node.resolve_topic_name(name))
 
+    def set_audio_layout(self, layout: str) -> None:
+        """Nothing to switch: the installed ``audio_common_msgs`` decides (checked on use)."""
+        self.log.debug(f"audio layout {layout} requested; the installed package decides")
+
     def msg(self, typename: str) -> Callable[..., Any]:
         """Return a factory of ``typename`` messages; missing fields get ROS defaults."""
         cls = interface_class(typename)

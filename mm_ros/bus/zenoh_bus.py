@@ -138,7 +138,7 @@ class ZenohPublisher:
             message = from_dict(self._bus.store, self.typename, message)
         self.publish_raw(self._bus.store.serialize(message, self.typename))
 
-    def publish_raw(self, data: bytes) -> None:
+    def publish_raw(self, data: bytes | bytearray) -> None:
         """Put CDR bytes as they are (bag replay); sequence and timestamp are fresh."""
         if self._bus.closed:
             raise BusError(f"publisher on {self.topic}: the node was shut down")
@@ -430,6 +430,12 @@ class ZenohBus:
                 "/clock", "rosgraph_msgs/msg/Clock", self._on_clock, QoS(depth=1)
             )
 
+    def set_audio_layout(self, layout: str) -> None:
+        """Speak this ``audio_common_msgs`` layout (they share a name; a node uses one)."""
+        if layout != self.config.audio_layout:
+            self.store = get_store(self.config.distro, layout)
+            self.config = BusConfig(**{**self.config.__dict__, "audio_layout": layout})
+
     # -- identity ----------------------------------------------------------------------
 
     @property
@@ -552,7 +558,7 @@ class ZenohBus:
         self._entities.append(timer)
         return timer
 
-    def payload(self, data: bytes) -> Any:
+    def payload(self, data: bytes | bytearray) -> Any:
         """Wrap outgoing bytes, in a shared-memory buffer when that pays (big frames)."""
         if not self.config.shared_memory or len(data) < self.config.shm_threshold_bytes:
             return data

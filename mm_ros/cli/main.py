@@ -54,3 +54,7 @@ def main(argv: list[str] | None = None) -> int:
 def entry_point() -> None:
     """Console-script entry point."""
     sys.exit(main())
+
+
+if __name__ == "__main__":
+    entry_point()

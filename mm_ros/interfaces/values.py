@@ -39,6 +39,8 @@ def _default(desc: Any, store: InterfaceStore) -> Any:
 def _sequence(store: InterfaceStore, inner: Any, values: Any, count: int) -> Any:
     if inner[0] == Nodetype.BASE and inner[1][0] in NUMPY_DTYPES:
         dtype = NUMPY_DTYPES[inner[1][0]]
+        if isinstance(values, bytes | bytearray | memoryview):  # raw bytes: a view, no copy
+            return np.frombuffer(values, dtype=np.uint8).view(dtype)
         if count and all(v is None for v in values):
             return np.zeros(count, dtype=dtype)
         return np.asarray(values, dtype=dtype)
