@@ -46,15 +46,7 @@ lint: venv
 	$(VENV)/bin/mypy
 
 demo: venv
-	@echo "== mm_ros interfaces (ROS 2 $${MM_ROS_DISTRO:-jazzy}): what mm_ros publishes and serves"
-	@$(VENV)/bin/mm-ros interfaces list --package mm_ros --hashes --distro $${MM_ROS_DISTRO:-jazzy}
-	@echo
-	@echo "== standard types mm_ros publishes"
-	@for t in vision_msgs/msg/Detection2DArray sensor_msgs/msg/Image diagnostic_msgs/msg/DiagnosticArray std_msgs/msg/String; do \
-	  printf '%s %s\n' $$t "$$($(VENV)/bin/mm-ros interfaces hash $$t --distro $${MM_ROS_DISTRO:-jazzy})"; done
-	@echo
-	@echo "== mm_ros/msg/Answer"
-	@$(VENV)/bin/mm-ros interfaces show mm_ros/msg/Answer
+	$(VENV)/bin/mm-ros demo
 
 bench: venv ros-tier
 	$(PY) bench/run.py

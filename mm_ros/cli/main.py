@@ -16,6 +16,7 @@ EXIT_OK, EXIT_RUNTIME, EXIT_USAGE = 0, 1, 2
 SUBCOMMANDS = [
     "mm_ros.cli.interfaces_cmd",
     "mm_ros.cli.bus_cmd",
+    "mm_ros.cli.demo_cmd",
 ]
 
 
