@@ -111,8 +111,15 @@ def _demo(args: argparse.Namespace) -> int:  # noqa: PLR0915 - a script, top to 
                     bus.create_subscription(topic, typename, keep(topic), qos)
                 wait_until(lambda: all(got.values()), 30, "every sim_world stream")
                 time.sleep(args.seconds)  # the measurement window
+                nodes: list[str] = []
+
+                def sim_visible() -> bool:
+                    nodes[:] = bus.node_names()
+                    return "/sim_world" in nodes
+
+                wait_until(sim_visible, 10, "/sim_world in the graph")
                 print("\n== graph")
-                for name in bus.node_names():
+                for name in nodes:
                     print(f"  node {name}")
                 print(f"\n== stream rates over the last {args.seconds:g} s")
                 for topic, stamps in got.items():
