@@ -82,6 +82,8 @@ def build(cls: Any, values: Any) -> Any:
             setattr(message, name, build(interface_class(inner), value))
         elif "/" in inner and isinstance(value, list | tuple):
             setattr(message, name, [build(interface_class(inner), v) for v in value])
+        elif spec == "byte" and isinstance(value, int):  # rclpy wants bytes for `byte`
+            setattr(message, name, bytes([value]))
         else:
             setattr(message, name, value)
     return message

@@ -58,8 +58,9 @@ def _draw(image: Any, truth: dict[str, Any], path: Path) -> None:
 
     from mm_ros.core.images import decode_image
 
-    frame = decode_image(image.encoding, image.width, image.height, image.step,
-                         bool(image.is_bigendian), image.data)  # fmt: skip
+    frame = decode_image(
+        image.encoding, image.width, image.height, image.step, bool(image.is_bigendian), image.data
+    )
     canvas = cv2.cvtColor(np.ascontiguousarray(frame.pixels), cv2.COLOR_RGB2BGR)
     for obj in truth["objects"]:
         if not obj.get("box_px"):
@@ -67,8 +68,16 @@ def _draw(image: Any, truth: dict[str, Any], path: Path) -> None:
         x1, y1, x2, y2 = (round(v) for v in obj["box_px"])
         cv2.rectangle(canvas, (x1, y1), (x2, y2), (255, 255, 255), 2)
         label = f"{obj['name']} {obj['azimuth_deg']:+.0f} deg"
-        cv2.putText(canvas, label, (x1, max(12, y1 - 4)), cv2.FONT_HERSHEY_SIMPLEX, 0.45,
-                    (255, 255, 255), 1, cv2.LINE_AA)  # fmt: skip
+        cv2.putText(
+            canvas,
+            label,
+            (x1, max(12, y1 - 4)),
+            cv2.FONT_HERSHEY_SIMPLEX,
+            0.45,
+            (255, 255, 255),
+            1,
+            cv2.LINE_AA,
+        )
     cv2.imwrite(str(path), canvas)
 
 
@@ -87,8 +96,18 @@ def _demo(args: argparse.Namespace) -> int:  # noqa: PLR0915 - a script, top to 
     print(f"== router on {endpoint}; starting sim_world (seed {args.seed}) as its own process")
     with Router((endpoint,)):
         sim = subprocess.Popen(
-            [sys.executable, "-m", "mm_ros.cli.main", "run", "sim_world", "--ros-args",
-             "-p", f"seed:={args.seed}"], env=env)  # fmt: skip
+            [
+                sys.executable,
+                "-m",
+                "mm_ros.cli.main",
+                "run",
+                "sim_world",
+                "--ros-args",
+                "-p",
+                f"seed:={args.seed}",
+            ],
+            env=env,
+        )
         try:
             with ZenohBus("mm_ros_demo", config=BusConfig(connect=(endpoint,))) as bus:
                 got: dict[str, list[float]] = {t: [] for t in STREAMS}
@@ -133,8 +152,10 @@ def _demo(args: argparse.Namespace) -> int:  # noqa: PLR0915 - a script, top to 
                 print(f"  last sound: {sound.get('sound', 'none')}")
                 for obj in truth["objects"]:
                     if obj.get("in_view"):
-                        print(f"  {obj['name']:18s} {obj['side']:6s} {obj['azimuth_deg']:+6.1f} "
-                              f"deg  {obj['distance_m']:.1f} m  box {obj['box_px']}")  # fmt: skip
+                        print(
+                            f"  {obj['name']:18s} {obj['side']:6s} {obj['azimuth_deg']:+6.1f} "
+                            f"deg  {obj['distance_m']:.1f} m  box {obj['box_px']}"
+                        )
                 picture = out / "frame_with_ground_truth.png"
                 _draw(image, truth, picture)
                 print(f"\n== wrote {picture}")
@@ -143,8 +164,10 @@ def _demo(args: argparse.Namespace) -> int:  # noqa: PLR0915 - a script, top to 
                 counts = record(bus, bag_path, dict(STREAMS), stop=stop, duration_s=2.0)
                 bag = BagReader(bag_path)
                 first, end = bag.duration_ns()
-                print(f"== recorded {sum(counts.values())} messages in "
-                      f"{(end - first) / 1e9:.1f} s to {bag_path} ({bag.storage})")  # fmt: skip
+                print(
+                    f"== recorded {sum(counts.values())} messages in "
+                    f"{(end - first) / 1e9:.1f} s to {bag_path} ({bag.storage})"
+                )
         finally:
             sim.send_signal(signal.SIGINT)
             try:

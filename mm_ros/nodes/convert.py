@@ -49,9 +49,13 @@ def audio_ros_drivers(
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """Return ``AudioDataStamped`` and ``AudioInfo`` fields (ros-drivers layout)."""
     stamped = {"header": header(stamp_ns, frame_id), "audio": {"data": fields.data}}
-    info = {"channels": fields.channels, "sample_rate": fields.sample_rate,
-            "sample_format": fields.sample_format, "bitrate": fields.bitrate,
-            "coding_format": fields.coding_format}  # fmt: skip
+    info = {
+        "channels": fields.channels,
+        "sample_rate": fields.sample_rate,
+        "sample_format": fields.sample_format,
+        "bitrate": fields.bitrate,
+        "coding_format": fields.coding_format,
+    }
     return stamped, info
 
 

@@ -54,8 +54,10 @@ class MicrophoneConfig:
             msg = f"audio_layout must be ros-drivers or mgonzs13, found {self.audio_layout!r}"
             raise ConfigError(msg)
         if self.sample_format not in SampleFormat.__members__:
-            msg = (f"sample_format must be one of {sorted(SampleFormat.__members__)}, found "
-                   f"{self.sample_format!r}")  # fmt: skip
+            msg = (
+                f"sample_format must be one of {sorted(SampleFormat.__members__)}, found "
+                f"{self.sample_format!r}"
+            )
             raise ConfigError(msg)
 
     def source_config(self) -> AudioSourceConfig:
@@ -67,8 +69,9 @@ class MicrophoneConfig:
         device: int | str | None = None
         if self.device:
             device = int(self.device) if self.device.isdigit() else self.device
-        return AudioSourceConfig(kind, device, self.rate_hz, self.channels, self.chunk_s,
-                                 self.wav_path, self.wav_loop)  # fmt: skip
+        return AudioSourceConfig(
+            kind, device, self.rate_hz, self.channels, self.chunk_s, self.wav_path, self.wav_loop
+        )
 
 
 class MicrophoneNode:
@@ -85,12 +88,18 @@ class MicrophoneNode:
         source_config = c.source_config()
         bus.set_audio_layout(c.audio_layout)
         self._ros_drivers = c.audio_layout == "ros-drivers"
-        typename = ("audio_common_msgs/msg/AudioDataStamped" if self._ros_drivers
-                    else "audio_common_msgs/msg/AudioStamped")  # fmt: skip
+        typename = (
+            "audio_common_msgs/msg/AudioDataStamped"
+            if self._ros_drivers
+            else "audio_common_msgs/msg/AudioStamped"
+        )
         self._make = bus.msg(typename)
         self._audio = bus.create_publisher(c.topic, typename, SENSOR_DATA)
-        self._info = (bus.create_publisher(c.info_topic, "audio_common_msgs/msg/AudioInfo",
-                                           LATCHED) if self._ros_drivers else None)  # fmt: skip
+        self._info = (
+            bus.create_publisher(c.info_topic, "audio_common_msgs/msg/AudioInfo", LATCHED)
+            if self._ros_drivers
+            else None
+        )
         self.published = 0
         self._source = make_source(source_config)
         for device in getattr(self._source, "devices", list)():  # capture devices only
@@ -107,8 +116,9 @@ class MicrophoneNode:
             self._audio.publish(self._make(**stamped))
         else:
             fields_m = encode_audio_mgonzs13(chunk, PaFormat.INT16)
-            self._audio.publish(self._make(**convert.audio_mgonzs13(fields_m, chunk.stamp_ns,
-                                                                    c.frame_id)))  # fmt: skip
+            self._audio.publish(
+                self._make(**convert.audio_mgonzs13(fields_m, chunk.stamp_ns, c.frame_id))
+            )
         self.published += 1
 
     def close(self) -> None:

@@ -29,9 +29,11 @@ class NodeClass(Protocol):
 def run_node(node_class: Any, argv: list[str]) -> int:
     """Open the bus, build the node, spin until SIGINT/SIGTERM; map errors to exit codes."""
     if "-h" in argv or "--help" in argv:
-        print(f"usage: {node_class.name} [--ros-args -r from:=to -p name:=value "
-              f"--params-file FILE --log-level LEVEL]\n\n{node_class.description}\n\n"
-              f"parameters:\n{describe_config(node_class.Config)}")  # fmt: skip
+        print(
+            f"usage: {node_class.name} [--ros-args -r from:=to -p name:=value "
+            f"--params-file FILE --log-level LEVEL]\n\n{node_class.description}\n\n"
+            f"parameters:\n{describe_config(node_class.Config)}"
+        )
         return EXIT_OK
     logging.basicConfig(level=logging.INFO, format="[%(levelname)s] [%(name)s] %(message)s")
     from mm_ros.bus.select import open_bus

@@ -67,23 +67,37 @@ class SimWorldNode:
         self.config = declare_config(bus, SimWorldConfig)
         c = self.config
         bus.set_audio_layout(c.audio_layout)
-        audio_type = ("audio_common_msgs/msg/AudioDataStamped" if c.audio_layout == "ros-drivers"
-                      else "audio_common_msgs/msg/AudioStamped")  # fmt: skip
+        audio_type = (
+            "audio_common_msgs/msg/AudioDataStamped"
+            if c.audio_layout == "ros-drivers"
+            else "audio_common_msgs/msg/AudioStamped"
+        )
         self._image = bus.create_publisher(c.image_topic, "sensor_msgs/msg/Image", SENSOR_DATA)
-        self._info = bus.create_publisher(c.camera_info_topic, "sensor_msgs/msg/CameraInfo",
-                                          SENSOR_DATA)  # fmt: skip
+        self._info = bus.create_publisher(
+            c.camera_info_topic, "sensor_msgs/msg/CameraInfo", SENSOR_DATA
+        )
         self._imu = bus.create_publisher(c.imu_topic, "sensor_msgs/msg/Imu", SENSOR_DATA)
         self._audio = bus.create_publisher(c.audio_topic, audio_type, SENSOR_DATA)
-        self._audio_info = (bus.create_publisher(c.audio_info_topic,
-                                                 "audio_common_msgs/msg/AudioInfo", LATCHED)
-                            if c.audio_layout == "ros-drivers" else None)  # fmt: skip
+        self._audio_info = (
+            bus.create_publisher(c.audio_info_topic, "audio_common_msgs/msg/AudioInfo", LATCHED)
+            if c.audio_layout == "ros-drivers"
+            else None
+        )
         self._truth = bus.create_publisher(c.ground_truth_topic, "std_msgs/msg/String", RELIABLE)
-        self._make = {t: bus.msg(t) for t in ("sensor_msgs/msg/Image", "sensor_msgs/msg/CameraInfo",
-                                               "sensor_msgs/msg/Imu", audio_type,
-                                               "std_msgs/msg/String")}  # fmt: skip
+        self._make = {
+            t: bus.msg(t)
+            for t in (
+                "sensor_msgs/msg/Image",
+                "sensor_msgs/msg/CameraInfo",
+                "sensor_msgs/msg/Imu",
+                audio_type,
+                "std_msgs/msg/String",
+            )
+        }
         self._audio_type = audio_type
-        self.world: World | None = World(WorldConfig(seed=c.seed, duration_s=c.episode_s),
-                                         start_ns=bus.now_ns())  # fmt: skip
+        self.world: World | None = World(
+            WorldConfig(seed=c.seed, duration_s=c.episode_s), start_ns=bus.now_ns()
+        )
         self.published: dict[str, int] = {"image": 0, "imu": 0, "audio": 0}
         self._info_sent = False
         self._timer = bus.create_timer(c.tick_s, self._tick)
@@ -128,8 +142,9 @@ class SimWorldNode:
     def _publish_audio(self, chunk: Any) -> None:
         frame = "sim_microphone"
         if self._audio_info is not None:
-            stamped, info = convert.audio_ros_drivers(encode_audio_ros_drivers(chunk),
-                                                      chunk.stamp_ns, frame)  # fmt: skip
+            stamped, info = convert.audio_ros_drivers(
+                encode_audio_ros_drivers(chunk), chunk.stamp_ns, frame
+            )
             if not self._info_sent:
                 self._audio_info.publish(info)
                 self._info_sent = True

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from mm_ros.bus import LATCHED, RELIABLE, SENSOR_DATA, BusTimeoutError, BusUnavailableError, QoS
+from mm_ros.bus.naming import History
 from mm_ros.bus.protocol import BusConfig, GoalStatus, as_array
 from mm_ros.bus.zenoh_bus import ZenohBus, wait_until
 from mm_ros.core.errors import ConfigError
@@ -55,8 +56,9 @@ def test_order_and_numpy_views(make_node) -> None:
 
     talker, listener = make_node("talker"), make_node("listener")
     frames: list = []
-    listener.create_subscription("image", "sensor_msgs/msg/Image", frames.append, RELIABLE)
-    pub = talker.create_publisher("image", "sensor_msgs/msg/Image", RELIABLE)
+    keep_all = QoS(history=History.KEEP_ALL)  # a burst of 20 must not meet depth-10 drops
+    listener.create_subscription("image", "sensor_msgs/msg/Image", frames.append, keep_all)
+    pub = talker.create_publisher("image", "sensor_msgs/msg/Image", keep_all)
     matched(talker, "/image")
     make = talker.msg("sensor_msgs/msg/Image")
     pixels = np.arange(480 * 640 * 3, dtype=np.uint8)

@@ -1,0 +1,205 @@
+"""Sensor subscriptions → decoded core values → time windows (the intake every consumer shares).
+
+Callbacks only decode and store (STYLE.md point 7); a malformed message is counted by error
+class, logged and dropped, and the callback returns so the node keeps serving.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from mm_ros.bus.naming import LATCHED, SENSOR_DATA
+from mm_ros.core.audio import decode_audio_mgonzs13, decode_audio_ros_drivers
+from mm_ros.core.errors import ConfigError, InvalidValueError
+from mm_ros.core.health import InputCounters
+from mm_ros.core.images import decode_compressed_image, decode_image
+from mm_ros.core.imu import decode_imu
+from mm_ros.core.intake import Intake
+from mm_ros.core.windows import AudioWindow, FrameWindow, ImuWindow, SensorWindows, WindowConfig
+from mm_ros.nodes.params import param
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from mm_ros.bus.protocol import Bus
+
+NS = 1_000_000_000
+
+
+def stamp_ns(header: Any) -> int:
+    """Return a header stamp in ns."""
+    return int(header.stamp.sec) * NS + int(header.stamp.nanosec)
+
+
+@dataclass(frozen=True)
+class SensorInputsConfig:
+    """Which sensor topics to take and how much history to keep."""
+
+    image_topic: str = param("camera/image_raw", "sensor_msgs/Image (or CompressedImage)")
+    image_transport: str = param("raw", "raw: sensor_msgs/Image; compressed: CompressedImage")
+    imu_topic: str = param("imu/data", "sensor_msgs/Imu")
+    audio_topic: str = param("audio/audio_stamped", "AudioDataStamped or AudioStamped")
+    audio_info_topic: str = param("audio/audio_info", "AudioInfo (ros-drivers layout only)")
+    audio_layout: str = param("ros-drivers", "ros-drivers or mgonzs13")
+    image_window_s: float = param(2.0, "seconds of frames kept")
+    image_max_frames: int = param(60, "frames kept at most (latest-first)")
+    audio_window_s: float = param(10.0, "seconds of audio kept")
+    imu_window_s: float = param(5.0, "seconds of IMU kept")
+
+    def __post_init__(self) -> None:
+        if self.image_transport not in ("raw", "compressed"):
+            msg = f"image_transport must be raw or compressed, found {self.image_transport!r}"
+            raise ConfigError(msg)
+        if self.audio_layout not in ("ros-drivers", "mgonzs13"):
+            msg = f"audio_layout must be ros-drivers or mgonzs13, found {self.audio_layout!r}"
+            raise ConfigError(msg)
+        for name in ("image_window_s", "audio_window_s", "imu_window_s"):
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"{name} must be > 0, found {getattr(self, name)}")
+
+
+class SensorInputs:
+    """Subscribes image, IMU and audio; keeps ``windows`` and per-input counters."""
+
+    def __init__(self, bus: Bus, config: SensorInputsConfig, warn: Callable[[str], None]) -> None:
+        c = config
+        bus.set_audio_layout(c.audio_layout)
+        audio_ns = int(c.audio_window_s * NS)
+        self.windows = SensorWindows(
+            image=FrameWindow(WindowConfig(int(c.image_window_s * NS), c.image_max_frames)),
+            audio=AudioWindow(WindowConfig(audio_ns, max_items=int(c.audio_window_s * 200))),
+            imu=ImuWindow(WindowConfig(int(c.imu_window_s * NS), int(c.imu_window_s * 2000))),
+        )
+        image, audio, imu = self.windows.image, self.windows.audio, self.windows.imu
+        if image is None or audio is None or imu is None:  # built just above; for the checker
+            raise ConfigError("sensor windows missing")
+        self.intakes: dict[str, Intake[Any]] = {
+            "image": Intake(c.image_topic, image.add, warn),
+            "imu": Intake(c.imu_topic, imu.add, warn),
+            "audio": Intake(c.audio_topic, audio.add, warn),
+        }
+        self._audio_info: Any = None
+        if c.image_transport == "raw":
+            bus.create_subscription(
+                c.image_topic, "sensor_msgs/msg/Image", self._on_image, SENSOR_DATA
+            )
+        else:
+            bus.create_subscription(
+                c.image_topic, "sensor_msgs/msg/CompressedImage", self._on_compressed, SENSOR_DATA
+            )
+        bus.create_subscription(c.imu_topic, "sensor_msgs/msg/Imu", self._on_imu, SENSOR_DATA)
+        if c.audio_layout == "ros-drivers":
+            bus.create_subscription(
+                c.audio_info_topic, "audio_common_msgs/msg/AudioInfo", self._on_audio_info, LATCHED
+            )
+            bus.create_subscription(
+                c.audio_topic,
+                "audio_common_msgs/msg/AudioDataStamped",
+                self._on_audio_drivers,
+                SENSOR_DATA,
+            )
+        else:
+            bus.create_subscription(
+                c.audio_topic,
+                "audio_common_msgs/msg/AudioStamped",
+                self._on_audio_mgonzs13,
+                SENSOR_DATA,
+            )
+
+    def _on_image(self, m: Any) -> None:
+        self.intakes["image"].offer(
+            lambda: decode_image(
+                m.encoding,
+                m.width,
+                m.height,
+                m.step,
+                bool(m.is_bigendian),
+                m.data,
+                stamp_ns=stamp_ns(m.header),
+                frame_id=m.header.frame_id,
+            )
+        )
+
+    def _on_compressed(self, m: Any) -> None:
+        self.intakes["image"].offer(
+            lambda: decode_compressed_image(
+                m.format, m.data, stamp_ns=stamp_ns(m.header), frame_id=m.header.frame_id
+            )
+        )
+
+    def _on_imu(self, m: Any) -> None:
+        o, g, a = m.orientation, m.angular_velocity, m.linear_acceleration
+        self.intakes["imu"].offer(
+            lambda: decode_imu(
+                (o.x, o.y, o.z, o.w),
+                m.orientation_covariance,
+                (g.x, g.y, g.z),
+                m.angular_velocity_covariance,
+                (a.x, a.y, a.z),
+                m.linear_acceleration_covariance,
+                stamp_ns=stamp_ns(m.header),
+                frame_id=m.header.frame_id,
+            )
+        )
+
+    def _on_audio_info(self, m: Any) -> None:
+        self._audio_info = m
+
+    def _on_audio_drivers(self, m: Any) -> None:
+        info = self._audio_info
+
+        def decode() -> Any:
+            if info is None:
+                raise InvalidValueError(
+                    "audio chunk before any AudioInfo: channels, rate and format unknown",
+                    field="audio_info",
+                    expected="an AudioInfo on the info topic",
+                    found=None,
+                )
+            return decode_audio_ros_drivers(
+                m.audio.data,
+                info.channels,
+                info.sample_rate,
+                info.sample_format,
+                info.coding_format,
+                stamp_ns=stamp_ns(m.header),
+            )
+
+        self.intakes["audio"].offer(decode)
+
+    def _on_audio_mgonzs13(self, m: Any) -> None:
+        d, i = m.audio.audio_data, m.audio.info
+        self.intakes["audio"].offer(
+            lambda: decode_audio_mgonzs13(
+                i.format,
+                i.channels,
+                i.rate,
+                float32_data=d.float32_data,
+                int32_data=d.int32_data,
+                int16_data=d.int16_data,
+                int8_data=d.int8_data,
+                uint8_data=d.uint8_data,
+                stamp_ns=stamp_ns(m.header),
+            )
+        )
+
+    def counters(self) -> dict[str, InputCounters]:
+        """Counters of every input, with the newest stored stamp, for diagnostics."""
+        windows = {
+            "image": self.windows.image,
+            "imu": self.windows.imu,
+            "audio": self.windows.audio,
+        }
+        out = {}
+        for name, intake in self.intakes.items():
+            stats = intake.stats()
+            window = windows[name]
+            out[name] = InputCounters(
+                stats.accepted,
+                stats.rejected,
+                stats.rejected_by_error,
+                stats.last_error,
+                window.newest_ns() if window is not None else None,
+            )
+        return out

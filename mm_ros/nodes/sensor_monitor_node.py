@@ -1,0 +1,101 @@
+"""``sensor_monitor``: report the health of the camera, IMU and audio inputs on /diagnostics.
+
+It takes the sensors exactly as the model service does and reports rates, age of the newest
+data and rejected messages by reason.
+
+The field answer to "are my sensors reaching mm_ros, and in what shape?" Malformed messages
+are logged, counted per error class and dropped; the node keeps serving.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from mm_ros.bus.naming import RELIABLE
+from mm_ros.core.errors import ConfigError
+from mm_ros.core.health import InputCounters, assess
+from mm_ros.nodes.params import declare_config, param
+from mm_ros.nodes.runner import run_node
+from mm_ros.nodes.sensor_inputs import SensorInputs, SensorInputsConfig
+
+if TYPE_CHECKING:
+    from mm_ros.bus.protocol import Bus
+
+DESCRIPTION = __doc__ or ""
+
+
+@dataclass(frozen=True)
+class SensorMonitorConfig(SensorInputsConfig):
+    """Parameters of ``sensor_monitor``: the sensor inputs plus how to report."""
+
+    period_s: float = param(1.0, "seconds between /diagnostics messages")
+    stale_after_s: float = param(1.0, "data older than this is reported as WARN")
+    diagnostics_topic: str = param("/diagnostics", "diagnostic_msgs/DiagnosticArray")
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.period_s <= 0 or self.stale_after_s <= 0:
+            msg = (
+                f"period_s and stale_after_s must be > 0, found {self.period_s}, "
+                f"{self.stale_after_s}"
+            )
+            raise ConfigError(msg)
+
+
+class SensorMonitorNode:
+    """Sensor intake plus a diagnostics timer."""
+
+    name = "sensor_monitor"
+    description = DESCRIPTION
+    Config = SensorMonitorConfig
+
+    def __init__(self, bus: Bus) -> None:
+        self.bus = bus
+        self.config = declare_config(bus, SensorMonitorConfig)
+        log = logging.getLogger("mm_ros.sensor_monitor")
+        self.inputs = SensorInputs(bus, self.config, log.warning)
+        self._diagnostics = bus.create_publisher(
+            self.config.diagnostics_topic, "diagnostic_msgs/msg/DiagnosticArray", RELIABLE
+        )
+        self._make = bus.msg("diagnostic_msgs/msg/DiagnosticArray")
+        self._before: dict[str, InputCounters] = {}
+        self._timer = bus.create_timer(self.config.period_s, self.report)
+
+    def report(self) -> None:
+        """Publish one DiagnosticArray: a status per input."""
+        now_ns = self.bus.now_ns()
+        counters = self.inputs.counters()
+        topics = {
+            "image": self.config.image_topic,
+            "imu": self.config.imu_topic,
+            "audio": self.config.audio_topic,
+        }
+        status = []
+        for name, now in counters.items():
+            health = assess(
+                now, self._before.get(name), self.config.period_s, now_ns, self.config.stale_after_s
+            )
+            status.append(
+                {
+                    "level": int(health.level),
+                    "name": f"{self.bus.node_name}: {name} ({topics[name]})",
+                    "message": health.message,
+                    "hardware_id": topics[name],
+                    "values": [{"key": k, "value": v} for k, v in health.values.items()],
+                }
+            )
+        self._before = counters
+        header: dict[str, Any] = {"stamp": {"sec": now_ns // 10**9, "nanosec": now_ns % 10**9}}
+        self._diagnostics.publish(self._make(header=header, status=status))
+
+    def close(self) -> None:
+        """Stop reporting."""
+        self._timer.cancel()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``sensor_monitor``."""
+    return run_node(SensorMonitorNode, list(sys.argv[1:] if argv is None else argv))
