@@ -24,6 +24,9 @@ class LogMel(nn.Module):
     Matches :func:`mm_ros.core.preprocessing.log_mel_reference` (numpy FFT) to float32 rounding.
     """
 
+    basis: Tensor  # (2F, 1, n_fft) windowed cos / -sin
+    mel: Tensor  # (n_mels, F)
+
     def __init__(self, pre: AudioPreprocessing) -> None:
         super().__init__()
         self.hop = pre.hop
@@ -74,14 +77,16 @@ class WhisperAudioEncoder(nn.Module):
         from transformers.models.whisper.modeling_whisper import WhisperEncoder
 
         config = WhisperConfig.from_dict(spec.encoder.hf_config)
-        config._attn_implementation = "eager"  # noqa: SLF001 - exports with both exporters
+        config._attn_implementation = "eager"
         if config.num_mel_bins != pre.n_mels or 2 * config.max_source_positions != pre.frames:
             raise ConfigError(
                 f"whisper expects {config.num_mel_bins} mels x {2 * config.max_source_positions} "
                 f"frames, the front end gives {pre.n_mels} x {pre.frames} (set clip_s/hop)"
             )
         if config.d_model != spec.encoder.width:
-            raise ConfigError(f"encoder width {spec.encoder.width} != whisper d_model {config.d_model}")
+            raise ConfigError(
+                f"encoder width {spec.encoder.width} != whisper d_model {config.d_model}"
+            )
         self.model = WhisperEncoder(config)
 
     def forward(self, mel: Tensor) -> Tensor:

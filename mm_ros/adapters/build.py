@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import torch
 from torch import nn
@@ -30,7 +31,7 @@ def build_adapter(spec: AdapterSpec, seed: int | None = None) -> nn.Module:
     if seed is not None:
         torch.manual_seed(seed)
     module = BUILDERS[spec.modality](spec)
-    built = int(module.token_count)
+    built = token_count_of(module)
     if built != spec.token_count:
         raise ConfigError(
             f"adapter {spec.name!r}: token_count {spec.token_count} in the spec, but the "
@@ -41,10 +42,16 @@ def build_adapter(spec: AdapterSpec, seed: int | None = None) -> nn.Module:
 
 def derived_token_count(spec: AdapterSpec) -> int:
     """Tokens the architecture produces for ``spec`` (image adapters derive it from the grid)."""
-    return int(BUILDERS[spec.modality](spec).token_count)
+    return token_count_of(BUILDERS[spec.modality](spec))
+
+
+def token_count_of(module: nn.Module) -> int:
+    """Return the ``token_count`` attribute every adapter module sets."""
+    count: Any = module.token_count
+    return int(count)
 
 
 def example_input(spec: AdapterSpec, batch: int, seed: int = 0) -> torch.Tensor:
-    """A deterministic random input of the right shape: (batch, *spec.input_shape())."""
+    """Return a deterministic random input of the right shape: (batch, *spec.input_shape())."""
     generator = torch.Generator().manual_seed(seed)
     return torch.randn(batch, *spec.input_shape(), generator=generator)

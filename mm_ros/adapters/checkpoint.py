@@ -24,6 +24,7 @@ PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt")
 # First bytes of a pickle stream (protocol 2+) and of a torch.save zip archive.
 PICKLE_MAGICS = (b"\x80\x02", b"\x80\x03", b"\x80\x04", b"\x80\x05", b"PK\x03\x04")
 READ_CHUNK_BYTES = 1 << 20
+SHOWN_KEYS = 5  # state-dict keys quoted in a mismatch error
 
 
 @dataclass(frozen=True)
@@ -64,7 +65,9 @@ def read_spec(folder: Path) -> AdapterSpec:
     path = folder / ADAPTER_JSON
     if not path.is_file():
         found = sorted(p.name for p in folder.iterdir())
-        raise CheckpointError(f"{path} not found (expected {ADAPTER_JSON} + {WEIGHTS}, found {found})")
+        raise CheckpointError(
+            f"{path} not found (expected {ADAPTER_JSON} + {WEIGHTS}, found {found})"
+        )
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as err:
@@ -81,7 +84,7 @@ def refuse_pickles(folder: Path) -> None:
         if head.startswith(PICKLE_MAGICS):
             raise CheckpointError(
                 f"{weights} is a pickle / torch.save archive, not safetensors; refusing to load "
-                "it (pickles can run code). Convert it: safetensors.torch.save_file(state_dict, ...)"
+                "it (pickles can run code). Convert: safetensors.torch.save_file(state_dict, path)"
             )
         return
     pickles = sorted(p.name for p in folder.iterdir() if p.suffix in PICKLE_SUFFIXES)
@@ -120,8 +123,8 @@ def load_adapter(folder: Path, device: str = "cpu") -> LoadedAdapter:
     if missing or unexpected:
         raise CheckpointError(
             f"{weights} does not match {spec.name!r} ({spec.modality.value}/"
-            f"{spec.encoder.family.value}): missing {missing[:5]}{'...' if len(missing) > 5 else ''}"
-            f", unexpected {unexpected[:5]}{'...' if len(unexpected) > 5 else ''}"
+            f"{spec.encoder.family.value}): missing {_some(missing)}, "
+            f"unexpected {_some(unexpected)}"
         )
     for key, tensor in state.items():
         if tensor.shape != expected[key].shape:
@@ -132,3 +135,9 @@ def load_adapter(folder: Path, device: str = "cpu") -> LoadedAdapter:
     module.load_state_dict(state, strict=True)
     module.to(device).eval()
     return LoadedAdapter(spec, module, folder, sha256_file(weights))
+
+
+def _some(keys: list[str]) -> str:
+    return str(keys[:SHOWN_KEYS]) + (
+        f" and {len(keys) - SHOWN_KEYS} more" if len(keys) > SHOWN_KEYS else ""
+    )

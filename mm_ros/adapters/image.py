@@ -39,13 +39,15 @@ class TinyViT(nn.Module):
 
 
 class HfVision(nn.Module):
-    """transformers CLIPVisionModel / SiglipVisionModel built from ``hf_config`` (eager attention,
-    which both exporters handle); CLIP's class token is dropped."""
+    """transformers CLIPVisionModel / SiglipVisionModel built from ``hf_config``.
+
+    Eager attention, which both exporters handle; CLIP's class token is dropped.
+    """
 
     def __init__(self, spec: EncoderSpec, image_px: int) -> None:
         super().__init__()
         self.model = hf_vision_model(spec.family, spec.hf_config)
-        config = self.model.config
+        config: Any = self.model.config
         if config.image_size != image_px:
             raise ConfigError(
                 f"{spec.family.value} config expects {config.image_size} px input, "
@@ -53,7 +55,8 @@ class HfVision(nn.Module):
             )
         if config.hidden_size != spec.width:
             raise ConfigError(
-                f"encoder width {spec.width} != {spec.family.value} hidden_size {config.hidden_size}"
+                f"encoder width {spec.width} != {spec.family.value} "
+                f"hidden_size {config.hidden_size}"
             )
         self.grid = config.image_size // config.patch_size
         self.skip = 1 if spec.family is EncoderFamily.CLIP else 0  # CLIP prepends a class token
@@ -133,9 +136,12 @@ class ImageAdapter(nn.Module):
                 f"image adapter: expected encoder family vit/clip/siglip, "
                 f"found {spec.encoder.family.value}"
             )
-        self.grid: int = self.encoder.grid  # type: ignore[assignment]
+        grid: Any = self.encoder.grid
+        self.grid = int(grid)
         self.hires = (
-            HiresStem(spec.encoder.width, encoder_patch_px(spec.encoder)) if self.factor > 1 else None
+            HiresStem(spec.encoder.width, encoder_patch_px(spec.encoder))
+            if self.factor > 1
+            else None
         )
         self.reducer = make_reducer(spec.reducer, spec.encoder.width, self.grid)
         self.token_count: int = self.reducer.token_count  # type: ignore[assignment]
@@ -143,7 +149,7 @@ class ImageAdapter(nn.Module):
         self.projector = make_projector(spec.projector, out_width, spec.llm_width)
 
     def encode(self, pixels: Tensor) -> tuple[Tensor, Tensor | None]:
-        """Encoder tokens (B, L, C) and, for patch mining, high-res features (B, C, gr, gr)."""
+        """Return encoder tokens (B, L, C) and patch mining's high-res map (B, C, gr, gr)."""
         if self.hires is None:
             return self.encoder(pixels), None
         low = F.avg_pool2d(pixels, self.factor)

@@ -20,6 +20,9 @@ KERNEL = 5  # 50 ms at 100 Hz: one gait / head-turn transient spans a few kernel
 class ImuAdapter(nn.Module):
     """``(B, T, A)`` → ``(B, token_count, llm_width)``."""
 
+    mean: Tensor  # (1, 1, A) raw units
+    std: Tensor  # (1, 1, A)
+
     def __init__(self, spec: AdapterSpec) -> None:
         super().__init__()
         if spec.imu is None:
@@ -30,8 +33,12 @@ class ImuAdapter(nn.Module):
             )
         self.spec = spec
         width, axes = spec.encoder.width, len(spec.imu.mean)
-        self.register_buffer("mean", torch.tensor(spec.imu.mean).reshape(1, 1, axes), persistent=False)
-        self.register_buffer("std", torch.tensor(spec.imu.std).reshape(1, 1, axes), persistent=False)
+        self.register_buffer(
+            "mean", torch.tensor(spec.imu.mean).reshape(1, 1, axes), persistent=False
+        )
+        self.register_buffer(
+            "std", torch.tensor(spec.imu.std).reshape(1, 1, axes), persistent=False
+        )
         pad = KERNEL // 2
         self.convs = nn.ModuleList(
             [

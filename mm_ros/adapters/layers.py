@@ -74,9 +74,7 @@ def make_projector(kind: ProjectorKind, in_width: int, out_width: int) -> nn.Mod
     """Linear or 2-layer MLP from the encoder/reducer width to the LLM embedding width."""
     if kind is ProjectorKind.LINEAR:
         return nn.Linear(in_width, out_width)
-    return nn.Sequential(
-        nn.Linear(in_width, out_width), nn.GELU(), nn.Linear(out_width, out_width)
-    )
+    return nn.Sequential(nn.Linear(in_width, out_width), nn.GELU(), nn.Linear(out_width, out_width))
 
 
 class Encoder(nn.Module):

@@ -112,8 +112,10 @@ def dynamic_keep_count(length: int, spec: ReducerSpec) -> int:
 
 
 class DynamicMerge(nn.Module):
-    """LaVIT-style: an MLP scores patches, the top-k are kept in raster order, and each kept token
-    reads the dropped ones by masked cross-attention (residual). No sampling: deterministic.
+    """LaVIT-style selection + merging, deterministic (no sampling).
+
+    An MLP scores patches, the top-k are kept in raster order, and each kept token reads the
+    dropped ones by masked cross-attention (residual).
 
     The kept count is fixed by the setting (so engines have static shapes); which patches are
     kept depends on the image.
@@ -139,7 +141,7 @@ class DynamicMerge(nn.Module):
         return self.scorer(tokens).squeeze(-1)  # type: ignore[no-any-return]
 
     def kept_indices(self, tokens: Tensor) -> Tensor:
-        """Indices of the kept patches, ascending (raster order): (B, k) int64."""
+        """Return the indices of the kept patches, ascending (raster order): (B, k) int64."""
         top = torch.topk(self.scores(tokens), self.token_count, dim=1).indices
         return torch.sort(top, dim=1).values
 

@@ -184,15 +184,19 @@ class AdapterSpec:
             Modality.IMU: self.imu,
         }[self.modality]
         if needs is None:
-            raise ConfigError(f"adapter {self.name!r}: modality {self.modality.value} needs its "
-                              "preprocessing section (image / audio / imu)")
+            raise ConfigError(
+                f"adapter {self.name!r}: modality {self.modality.value} needs its "
+                "preprocessing section (image / audio / imu)"
+            )
         if self.llm_width < 1 or self.token_count < 1:
             raise ConfigError(f"adapter {self.name!r}: llm_width and token_count must be >= 1")
         if self.modality is Modality.VIDEO and self.video_frames < 1:
             raise ConfigError(f"adapter {self.name!r}: video needs video_frames >= 1")
         if self.format_version > FORMAT_VERSION:
-            raise ConfigError(f"adapter {self.name!r}: format_version {self.format_version} is "
-                              f"newer than this mm_ros reads ({FORMAT_VERSION})")
+            raise ConfigError(
+                f"adapter {self.name!r}: format_version {self.format_version} is "
+                f"newer than this mm_ros reads ({FORMAT_VERSION})"
+            )
 
     def input_shape(self) -> tuple[int, ...]:
         """Shape of one model input without the batch axis."""

@@ -5,12 +5,16 @@ Input: ``(B, K, 3, S, S)``, K frames prepared like single images, oldest first.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 from torch import Tensor, nn
 
 from mm_ros.adapters.image import ImageAdapter
-from mm_ros.adapters.spec import AdapterSpec
 from mm_ros.core.errors import ConfigError
+
+if TYPE_CHECKING:
+    from mm_ros.adapters.spec import AdapterSpec
 
 
 class VideoAdapter(nn.Module):
@@ -40,7 +44,7 @@ class VideoAdapter(nn.Module):
     def forward(self, clip: Tensor) -> Tensor:
         """(B, K, 3, S, S) → (B, N, D)."""
         b = clip.shape[0]
-        frames = self.image(clip.reshape(b * self.frames, *clip.shape[2:]))  # (B*K, n, D)
+        frames: Tensor = self.image(clip.reshape(b * self.frames, *clip.shape[2:]))  # (B*K, n, D)
         tokens = frames.reshape(b, self.frames, -1, frames.shape[-1]) + self.temporal
         spatial_major = tokens.transpose(1, 2).reshape(b, self.token_count, self.group, -1)
         return spatial_major.mean(2)

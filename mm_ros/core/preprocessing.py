@@ -11,11 +11,14 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from enum import Enum
+from typing import TYPE_CHECKING
 
 import numpy as np
-from numpy.typing import NDArray
 
 from mm_ros.core.errors import AdapterInputError, ConfigError
+
+if TYPE_CHECKING:
+    from numpy.typing import NDArray
 
 
 class ResizeMode(str, Enum):
@@ -60,7 +63,7 @@ class ImageTransform:
         )
 
     def as_tuple(self) -> tuple[float, float, float, float]:
-        """``(a, b, c, d)`` as carried by ``TokenEmbeddings.input_to_source``."""
+        """Return ``(a, b, c, d)`` as carried by ``TokenEmbeddings.input_to_source``."""
         return (self.a, self.b, self.c, self.d)
 
 
@@ -79,7 +82,9 @@ def check_rgb8(image: NDArray[np.generic], what: str = "image") -> NDArray[np.ui
     return image.astype(np.uint8, copy=False)
 
 
-def _axis_weights(n_in: int, n_out: int) -> tuple[NDArray[np.intp], NDArray[np.intp], NDArray[np.float32]]:
+def _axis_weights(
+    n_in: int, n_out: int
+) -> tuple[NDArray[np.intp], NDArray[np.intp], NDArray[np.float32]]:
     """Bilinear taps with half-pixel centres (align_corners=False), as torch/PIL use."""
     scale = n_in / n_out
     centres = (np.arange(n_out, dtype=np.float64) + 0.5) * scale - 0.5
@@ -95,7 +100,9 @@ def resize_bilinear(image: NDArray[np.float32], height: int, width: int) -> NDAr
     lo_y, hi_y, fy = _axis_weights(image.shape[0], height)
     lo_x, hi_x, fx = _axis_weights(image.shape[1], width)
     rows = image[lo_y] * (1.0 - fy)[:, None, None] + image[hi_y] * fy[:, None, None]
-    out = rows[:, lo_x] * (1.0 - fx)[None, :, None] + rows[:, hi_x] * fx[None, :, None]
+    out: NDArray[np.float32] = (
+        rows[:, lo_x] * (1.0 - fx)[None, :, None] + rows[:, hi_x] * fx[None, :, None]
+    )
     return out.astype(np.float32, copy=False)
 
 
@@ -190,7 +197,9 @@ def resample_imu(
             f"imu: expected {values.shape[0]} stamps (one per row), found shape {stamps_ns.shape}"
         )
     if np.any(np.diff(stamps_ns) <= 0):
-        raise AdapterInputError("imu: expected strictly increasing stamps, found a repeat or step back")
+        raise AdapterInputError(
+            "imu: expected strictly increasing stamps, found a repeat or step back"
+        )
     data = values.astype(np.float64)
     bad = int(np.count_nonzero(~np.isfinite(data)))
     if bad:
@@ -218,12 +227,18 @@ def mel_to_hz(mel: NDArray[np.float64]) -> NDArray[np.float64]:
 
 
 def mel_filterbank(
-    sample_rate_hz: int, n_fft: int, n_mels: int, f_min_hz: float = 0.0, f_max_hz: float | None = None
+    sample_rate_hz: int,
+    n_fft: int,
+    n_mels: int,
+    f_min_hz: float = 0.0,
+    f_max_hz: float | None = None,
 ) -> NDArray[np.float32]:
     """Triangular HTK mel filters, (n_mels, n_fft // 2 + 1), each peaking at 1."""
     f_max = sample_rate_hz / 2 if f_max_hz is None else f_max_hz
     bins = np.linspace(0.0, sample_rate_hz / 2, n_fft // 2 + 1)  # (F,) Hz
-    edges = mel_to_hz(np.linspace(hz_to_mel(np.array(f_min_hz)), hz_to_mel(np.array(f_max)), n_mels + 2))
+    edges = mel_to_hz(
+        np.linspace(hz_to_mel(np.array(f_min_hz)), hz_to_mel(np.array(f_max)), n_mels + 2)
+    )
     lower, centre, upper = edges[:-2, None], edges[1:-1, None], edges[2:, None]
     rising = (bins[None, :] - lower) / np.maximum(centre - lower, 1e-9)
     falling = (upper - bins[None, :]) / np.maximum(upper - centre, 1e-9)
@@ -236,8 +251,10 @@ LOG_FLOOR = 1e-6  # power floor before log: silence maps to log(1e-6) instead of
 def log_mel_reference(
     wave: NDArray[np.float32], sample_rate_hz: int, n_fft: int, hop: int, n_mels: int
 ) -> NDArray[np.float32]:
-    """Log-mel of a (S,) clip with numpy's FFT: (n_mels, frames); the adapter's ONNX front end
-    computes the same figure (Hann window, no centring, power spectrum)."""
+    """Return the log-mel of a (S,) clip with numpy's FFT: (n_mels, frames).
+
+    The adapter's exported front end computes the same (Hann window, no centring, power).
+    """
     frames = 1 + (wave.shape[0] - n_fft) // hop
     if frames < 1:
         raise AdapterInputError(f"audio: expected >= {n_fft} samples, found {wave.shape[0]}")
@@ -246,7 +263,8 @@ def log_mel_reference(
     spectrum = np.fft.rfft(wave.astype(np.float64)[idx] * window, axis=1)
     power = np.abs(spectrum) ** 2  # (frames, F)
     mel = power @ mel_filterbank(sample_rate_hz, n_fft, n_mels).T.astype(np.float64)
-    return np.log(np.maximum(mel, LOG_FLOOR)).T.astype(np.float32)
+    log_mel: NDArray[np.float32] = np.log(np.maximum(mel, LOG_FLOOR)).T.astype(np.float32)
+    return log_mel
 
 
 def hann_window(n: int) -> NDArray[np.float64]:
