@@ -15,6 +15,7 @@ EXIT_OK, EXIT_RUNTIME, EXIT_USAGE = 0, 1, 2
 # is built, so keep their top-level imports light (heavy ones go inside the handlers).
 SUBCOMMANDS = [
     "mm_ros.cli.interfaces_cmd",
+    "mm_ros.cli.engines_cmd",
 ]
 
 

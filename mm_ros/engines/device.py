@@ -21,20 +21,29 @@ class GpuIdentity:
 
 
 def gpu_identity() -> GpuIdentity:
-    """TensorRT version + CUDA device 0; RuntimeUnavailableError says what is missing."""
+    """TensorRT version + CUDA device 0; RuntimeUnavailableError names everything missing."""
     from mm_ros.engines.runtimes.tensorrt import tensorrt_module
 
-    trt = tensorrt_module()
+    missing = []
+    trt = None
+    try:
+        trt = tensorrt_module()
+    except RuntimeUnavailableError as err:
+        missing.append(err.reason)
+    cuda = None
     try:
         import torch
+
+        if torch.cuda.is_available():
+            cuda = torch.cuda
+        else:
+            missing.append("no CUDA GPU visible (torch.cuda.is_available() is False)")
     except ImportError as err:
-        raise RuntimeUnavailableError(
-            RuntimeKind.TENSORRT.value, f"torch not installed: {err}"
-        ) from err
-    if not torch.cuda.is_available():
-        raise RuntimeUnavailableError(RuntimeKind.TENSORRT.value, "no CUDA GPU visible to torch")
-    major, minor = torch.cuda.get_device_capability(0)
-    return GpuIdentity(str(trt.__version__), torch.cuda.get_device_name(0), f"{major}.{minor}")
+        missing.append(f"torch not installed, needed for GPU buffers ({err})")
+    if trt is None or cuda is None:
+        raise RuntimeUnavailableError(RuntimeKind.TENSORRT.value, "; ".join(missing))
+    major, minor = cuda.get_device_capability(0)
+    return GpuIdentity(str(trt.__version__), cuda.get_device_name(0), f"{major}.{minor}")
 
 
 def available_memory_bytes(meminfo: Path = MEMINFO) -> int:

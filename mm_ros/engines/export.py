@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import logging
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,6 +48,9 @@ def export_onnx(
     example = torch.zeros(EXPORT_BATCH, *input_shape, dtype=dtype)
     path.parent.mkdir(parents=True, exist_ok=True)
     quiet = io.StringIO()
+    onnx_log = logging.getLogger("torch.onnx")  # per-export notes about optional torchvision ops
+    level = onnx_log.level
+    onnx_log.setLevel(logging.ERROR)
     try:
         with warnings.catch_warnings(), contextlib.redirect_stdout(quiet):
             warnings.simplefilter("ignore")
@@ -81,6 +85,7 @@ def export_onnx(
             f"{exporter} ONNX export to {path} failed: {type(err).__name__}: {err}"
         ) from err
     finally:
+        onnx_log.setLevel(level)
         module.to(dtype=torch.float32)
     return path
 
