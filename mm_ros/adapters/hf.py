@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
-from typing import Any
-
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from mm_ros.adapters.build import build_adapter, derived_token_count
 from mm_ros.adapters.spec import AdapterSpec, EncoderFamily

@@ -69,7 +69,7 @@ def tiny_spec(
     family: EncoderFamily | None = None,
     name: str = "",
 ) -> AdapterSpec:
-    """Return a valid tiny spec for ``modality`` (and image/video ``reducer`` / encoder ``family``)."""
+    """Return a valid tiny spec for ``modality``, image ``reducer`` and encoder ``family``."""
     defaults = {
         Modality.IMAGE: EncoderFamily.VIT,
         Modality.VIDEO: EncoderFamily.VIT,
