@@ -209,7 +209,9 @@ class EngineCache:
         for path in sorted(self.root.glob(f"*{ENGINE_SUFFIX}")):
             name = path.stem.rsplit("-", 1)[0]
             _, key, problem = read_sidecar(path)
-            if key is not None:
+            if key is not None and self.path_for(name, key) != path:
+                problem = "file name does not match the key in its sidecar (copied or renamed?)"
+            elif key is not None:
                 _, reason = self._read_checked(path, key)
                 problem = "" if reason == "hit" else reason
             found.append(Entry(name, path, key, problem))
