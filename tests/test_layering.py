@@ -14,6 +14,16 @@ FORBIDDEN = {
     "mm_ros.core": [*HEAVY, "rosbags", "cv2"],
     "mm_ros.interfaces": ["rclpy", "zenoh", "torch", "tensorrt", "onnxruntime", "transformers"],
     "mm_ros.cli.main": HEAVY,
+    # adapters are torch modules; runtimes and buses are not theirs to import
+    "mm_ros.adapters": ["rclpy", "zenoh", "tensorrt", "onnxruntime", "mm_ros.bus"],
+    "mm_ros.adapters.build": ["rclpy", "zenoh", "tensorrt", "onnxruntime", "mm_ros.bus"],
+    "mm_ros.adapters.checkpoint": ["rclpy", "zenoh", "tensorrt", "onnxruntime", "mm_ros.bus"],
+    # engines load onnxruntime / tensorrt lazily, when a runtime is created
+    "mm_ros.engines": ["rclpy", "zenoh", "tensorrt", "onnxruntime", "mm_ros.bus", "torch"],
+    "mm_ros.engines.selection": ["rclpy", "zenoh", "tensorrt", "onnxruntime", "mm_ros.bus"],
+    "mm_ros.engines.runtimes.tensorrt": ["rclpy", "zenoh", "tensorrt", "onnxruntime", "mm_ros.bus"],
+    "mm_ros.engines.builder": ["rclpy", "zenoh", "tensorrt", "onnxruntime", "mm_ros.bus"],
+    "mm_ros.cli.engines_cmd": HEAVY,
 }
 CORE = Path(__file__).resolve().parents[1] / "mm_ros" / "core"
 ALL_CORE_MODULES = sorted(

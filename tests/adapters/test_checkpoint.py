@@ -23,9 +23,8 @@ from mm_ros.adapters.spec import (
     spec_to_json,
 )
 from mm_ros.adapters.tiny import make_tiny_adapter, tiny_hf_config, tiny_spec
-from mm_ros.core.errors import CheckpointError, ConfigError
+from mm_ros.core.errors import AdapterInputError, CheckpointError, ConfigError
 from mm_ros.engines.runtimes.base import check_batch
-from mm_ros.core.errors import AdapterInputError
 
 
 @pytest.fixture
@@ -58,7 +57,10 @@ def test_saved_adapter_loads_with_the_same_outputs(folder: Path) -> None:
         (lambda d: d.update(modality="smell"), r"\.modality: expected one of .*found 'smell'"),
         (lambda d: d.update(token_count="4"), r"\.token_count: expected int, found '4'"),
         (lambda d: d.update(colour="red"), r"unknown field\(s\) \['colour'\]"),
-        (lambda d: d.update(token_count=5), "token_count 5 in the spec, but the architecture produces 4"),
+        (
+            lambda d: d.update(token_count=5),
+            "token_count 5 in the spec, but the architecture produces 4",
+        ),
         (lambda d: d.update(format_version=99), "format_version 99 is newer"),
         (lambda d: d.update(image=None), "needs its preprocessing section"),
     ],
@@ -74,7 +76,9 @@ def test_broken_adapter_json_names_the_field(folder: Path, edit, message: str) -
 
 def test_missing_adapter_json(folder: Path) -> None:
     (folder / ADAPTER_JSON).unlink()
-    with pytest.raises(CheckpointError, match=r"adapter.json not found .*found \['model.safetensors'\]"):
+    with pytest.raises(
+        CheckpointError, match=r"adapter.json not found .*found \['model.safetensors'\]"
+    ):
         load_adapter(folder)
 
 
@@ -88,14 +92,18 @@ def test_invalid_json(folder: Path) -> None:
 def test_truncated_safetensors(folder: Path, keep: int) -> None:
     weights = folder / WEIGHTS
     weights.write_bytes(weights.read_bytes()[:keep])
-    with pytest.raises(CheckpointError, match=rf"\({keep} bytes\) is truncated or not a safetensors"):
+    with pytest.raises(
+        CheckpointError, match=rf"\({keep} bytes\) is truncated or not a safetensors"
+    ):
         load_adapter(folder)
 
 
 def test_pickle_named_as_safetensors_is_refused(folder: Path) -> None:
     state = build_adapter(tiny_spec(Modality.IMAGE, ReducerKind.CONCAT4)).state_dict()
     torch.save(state, folder / WEIGHTS)
-    with pytest.raises(CheckpointError, match="pickle / torch.save archive, not safetensors; refusing"):
+    with pytest.raises(
+        CheckpointError, match=r"pickle / torch\.save archive, not safetensors; refusing"
+    ):
         load_adapter(folder)
 
 
@@ -110,7 +118,7 @@ def test_pickle_files_without_safetensors_are_refused(folder: Path, name: str) -
 def test_weights_of_another_architecture(folder: Path, tmp_path: Path) -> None:
     other = make_tiny_adapter(tmp_path / "imu", tiny_spec(Modality.IMU))
     (folder / WEIGHTS).write_bytes((other / WEIGHTS).read_bytes())
-    with pytest.raises(CheckpointError, match="does not match 'tiny-image-vit-concat4'.*missing"):
+    with pytest.raises(CheckpointError, match=r"does not match 'tiny-image-vit-concat4'.*missing"):
         load_adapter(folder)
 
 
@@ -122,7 +130,10 @@ def test_missing_folder(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("batch", "message"),
     [
-        (np.zeros((1, 3, 16, 16), dtype=np.float32), r"expected float32 \(B, 3, 32, 32\), found shape \(1, 3, 16, 16\)"),
+        (
+            np.zeros((1, 3, 16, 16), dtype=np.float32),
+            r"expected float32 \(B, 3, 32, 32\), found shape \(1, 3, 16, 16\)",
+        ),
         (np.zeros((1, 3, 32, 32), dtype=np.uint8), "found dtype uint8"),
         (np.zeros((3, 32, 32), dtype=np.float32), r"found shape \(3, 32, 32\)"),
         (np.full((1, 3, 32, 32), np.nan, dtype=np.float32), "3072 NaN/Inf"),
@@ -142,7 +153,9 @@ def test_runtime_input_check_names_expected_and_found(batch: object, message: st
         (EncoderFamily.WHISPER, Modality.AUDIO),
     ],
 )
-def test_hf_encoder_from_a_local_folder(tmp_path: Path, family: EncoderFamily, modality: Modality) -> None:
+def test_hf_encoder_from_a_local_folder(
+    tmp_path: Path, family: EncoderFamily, modality: Modality
+) -> None:
     from transformers import (
         CLIPVisionConfig,
         CLIPVisionModel,

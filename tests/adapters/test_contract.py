@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 import pytest
 
 from mm_ros.adapters.build import example_input
-from mm_ros.adapters.spec import AdapterSpec
 from mm_ros.engines.export import parity_report
-from mm_ros.engines.runtimes.base import Runtime
 from mm_ros.engines.runtimes.onnxruntime import CPU_EP, OnnxRuntime, OrtOptions
 from mm_ros.engines.runtimes.torch_compile import TorchCompileRuntime
 from mm_ros.engines.runtimes.torch_eager import TorchRuntime
 from tests.adapters.conftest import EXPORTERS, SPEC_IDS, SPECS, TinyAdapters
+
+if TYPE_CHECKING:
+    from mm_ros.adapters.spec import AdapterSpec
+    from mm_ros.engines.runtimes.base import Runtime
 
 RUNTIMES = ["torch", "onnxruntime-dynamo", "onnxruntime-legacy"]
 FP32_ATOL = 1e-4
@@ -56,9 +60,13 @@ def test_contract_torch_compile(tiny: TinyAdapters) -> None:
 
 @pytest.mark.parametrize("exporter", list(EXPORTERS))
 @pytest.mark.parametrize("spec", SPECS, ids=SPEC_IDS)
-def test_parity_torch_vs_onnxruntime_cpu(tiny: TinyAdapters, spec: AdapterSpec, exporter: str) -> None:
+def test_parity_torch_vs_onnxruntime_cpu(
+    tiny: TinyAdapters, spec: AdapterSpec, exporter: str
+) -> None:
     adapter = tiny.adapter(spec)
-    parity = parity_report(adapter.module, spec.input_shape(), tiny.onnx_path(spec, exporter), batch=3)
+    parity = parity_report(
+        adapter.module, spec.input_shape(), tiny.onnx_path(spec, exporter), batch=3
+    )
     assert parity.providers == (CPU_EP,)
     assert parity.max_abs_error <= FP32_ATOL, parity
     assert parity.cosine > 0.99999, parity

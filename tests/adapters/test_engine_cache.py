@@ -46,7 +46,9 @@ def test_key_changes_when_any_keyed_input_changes(field: str, value: str) -> Non
 def test_key_is_stable_for_equal_inputs() -> None:
     again = EngineKey(**dataclasses.asdict(KEY))
     assert again.digest() == KEY.digest()
-    assert EngineCache(Path("c")).path_for("cam", again) == EngineCache(Path("c")).path_for("cam", KEY)
+    assert EngineCache(Path("c")).path_for("cam", again) == EngineCache(Path("c")).path_for(
+        "cam", KEY
+    )
 
 
 @pytest.mark.parametrize(

@@ -6,11 +6,11 @@ import importlib.util
 import logging
 from pathlib import Path
 from types import SimpleNamespace
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pytest
 
-from mm_ros.adapters.checkpoint import LoadedAdapter
 from mm_ros.adapters.spec import Modality
 from mm_ros.adapters.tiny import tiny_spec
 from mm_ros.core.errors import (
@@ -33,13 +33,16 @@ from mm_ros.engines.runtimes.onnxruntime import (
 )
 from mm_ros.engines.runtimes.tensorrt import (
     BuildPlan,
-    make_progress_monitor,
     major_version,
+    make_progress_monitor,
     network_flags,
     plan_build,
 )
 from mm_ros.engines.selection import EngineConfig, select_runtime
-from tests.adapters.conftest import TinyAdapters
+
+if TYPE_CHECKING:
+    from mm_ros.adapters.checkpoint import LoadedAdapter
+    from tests.adapters.conftest import TinyAdapters
 
 HAS_TENSORRT = importlib.util.find_spec("tensorrt") is not None
 NEEDS_TENSORRT = pytest.mark.skipif(
@@ -106,7 +109,9 @@ def test_progress_monitor_forwards_steps() -> None:
             pass
 
     steps: list[tuple[str, int, int]] = []
-    monitor = make_progress_monitor(SimpleNamespace(IProgressMonitor=FakeMonitor), lambda *a: steps.append(a))
+    monitor = make_progress_monitor(
+        SimpleNamespace(IProgressMonitor=FakeMonitor), lambda *a: steps.append(a)
+    )
     monitor.phase_start("Building", None, 3)
     assert monitor.step_complete("Building", 0) is True
     monitor.phase_finish("Building")
@@ -118,7 +123,7 @@ def test_progress_monitor_forwards_steps() -> None:
 def test_tensorrt_absent_is_unavailable_with_the_reason() -> None:
     from mm_ros.engines.runtimes.tensorrt import tensorrt_module
 
-    with pytest.raises(RuntimeUnavailableError, match="tensorrt not importable.*JetPack"):
+    with pytest.raises(RuntimeUnavailableError, match=r"tensorrt not importable.*JetPack"):
         tensorrt_module()
 
 
@@ -172,11 +177,29 @@ def test_manifest_parses_with_defaults(tmp_path: Path) -> None:
         ({"version": 2, "engines": []}, "expected version: 1, found 2"),
         ({"version": 1, "engines": []}, "non-empty list under engines"),
         ({"version": 1, "engines": [{"name": "a"}]}, r"engines\[0\]: missing adapter"),
-        ({"version": 1, "engines": [{"name": "a", "adapter": "x", "precision": "int8"}]}, "precision"),
-        ({"version": 1, "engines": [{"name": "a", "adapter": "x", "batch": {"max": 0}}]}, r"batch\.max"),
-        ({"version": 1, "engines": [{"name": "a", "adapter": "x", "batch": {"min": 4, "max": 2}}]}, "min <= opt <= max"),
+        (
+            {"version": 1, "engines": [{"name": "a", "adapter": "x", "precision": "int8"}]},
+            "precision",
+        ),
+        (
+            {"version": 1, "engines": [{"name": "a", "adapter": "x", "batch": {"max": 0}}]},
+            r"batch\.max",
+        ),
+        (
+            {
+                "version": 1,
+                "engines": [{"name": "a", "adapter": "x", "batch": {"min": 4, "max": 2}}],
+            },
+            "min <= opt <= max",
+        ),
         ({"version": 1, "engines": [{"name": "a", "adapter": "x", "colour": 1}]}, "unknown field"),
-        ({"version": 1, "engines": [{"name": "a", "adapter": "x"}, {"name": "a", "adapter": "y"}]}, "duplicate"),
+        (
+            {
+                "version": 1,
+                "engines": [{"name": "a", "adapter": "x"}, {"name": "a", "adapter": "y"}],
+            },
+            "duplicate",
+        ),
     ],
 )
 def test_manifest_errors_name_the_entry_and_field(data: object, message: str) -> None:
@@ -228,7 +251,7 @@ def test_onnxruntime_reports_the_providers_really_used(
 
 
 def test_onnxruntime_without_an_onnx_file_is_unavailable(tmp_path: Path) -> None:
-    with pytest.raises(RuntimeUnavailableError, match="no ONNX file at .*mm-ros engines export"):
+    with pytest.raises(RuntimeUnavailableError, match=r"no ONNX file at .*mm-ros engines export"):
         OnnxRuntime(tmp_path / "model.onnx", (6,), OrtOptions())
 
 
@@ -250,9 +273,13 @@ def test_selection_falls_back_loudly_and_records_why(
     assert not any(f.name == "onnx" for f in tmp_path.iterdir())  # nothing exported or built
 
 
-def test_selection_uses_onnxruntime_when_its_onnx_exists(tiny: TinyAdapters, tmp_path: Path) -> None:
+def test_selection_uses_onnxruntime_when_its_onnx_exists(
+    tiny: TinyAdapters, tmp_path: Path
+) -> None:
     spec = tiny_spec(Modality.IMU)
-    config = EngineConfig(onnx_path=str(tiny.onnx_path(spec, "dynamo")), engine_cache_dir=str(tmp_path))
+    config = EngineConfig(
+        onnx_path=str(tiny.onnx_path(spec, "dynamo")), engine_cache_dir=str(tmp_path)
+    )
     selection = select_runtime(tiny.adapter(spec), config)
     assert selection.runtime.kind is RuntimeKind.ONNXRUNTIME
     assert "CPUExecutionProvider" in selection.runtime.describe()
@@ -263,8 +290,10 @@ def test_selection_with_nothing_available_names_every_reason(tiny: TinyAdapters)
         raise RuntimeUnavailableError("torch", "broken on purpose")
 
     adapter = tiny.adapter(tiny_spec(Modality.IMU))
-    with pytest.raises(EngineError, match="no runtime available.*torch: broken on purpose"):
-        select_runtime(adapter, EngineConfig(preference=(RuntimeKind.TORCH,)), {RuntimeKind.TORCH: unavailable})
+    with pytest.raises(EngineError, match=r"no runtime available.*torch: broken on purpose"):
+        select_runtime(
+            adapter, EngineConfig(preference=(RuntimeKind.TORCH,)), {RuntimeKind.TORCH: unavailable}
+        )
 
 
 def test_engine_config_validation() -> None:

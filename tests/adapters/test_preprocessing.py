@@ -35,7 +35,9 @@ def bright_box(chw: np.ndarray) -> tuple[int, int, int, int]:
 
 @pytest.mark.parametrize("mode", list(ResizeMode))
 @pytest.mark.parametrize(("height", "width"), [(120, 200), (200, 120), (64, 64)])
-def test_transform_maps_input_boxes_back_to_source_pixels(mode: ResizeMode, height: int, width: int) -> None:
+def test_transform_maps_input_boxes_back_to_source_pixels(
+    mode: ResizeMode, height: int, width: int
+) -> None:
     box = (width // 2 - 20, height // 2 - 16, width // 2 + 20, height // 2 + 16)  # central
     pixels, transform = preprocess_image(marker_image(height, width, box), 64, mode, MEAN, STD)
     assert pixels.shape == (3, 64, 64)
@@ -124,7 +126,9 @@ def test_bad_imu_windows_are_rejected(stamps: np.ndarray, values: np.ndarray, me
 def test_log_mel_front_end_matches_the_numpy_fft_reference() -> None:
     rng = np.random.default_rng(0)
     t = np.arange(TINY_AUDIO.clip_samples) / TINY_AUDIO.sample_rate_hz
-    wave = (0.5 * np.sin(2 * np.pi * 440 * t) + 0.05 * rng.standard_normal(t.size)).astype(np.float32)
+    wave = (0.5 * np.sin(2 * np.pi * 440 * t) + 0.05 * rng.standard_normal(t.size)).astype(
+        np.float32
+    )
     reference = log_mel_reference(
         wave, TINY_AUDIO.sample_rate_hz, TINY_AUDIO.n_fft, TINY_AUDIO.hop, TINY_AUDIO.n_mels
     )

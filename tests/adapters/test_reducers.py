@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from mm_ros.adapters.reducers import Concat4, DynamicMerge, PatchMining, dynamic_keep_count
 from mm_ros.adapters.build import derived_token_count
+from mm_ros.adapters.reducers import Concat4, DynamicMerge, PatchMining, dynamic_keep_count
 from mm_ros.adapters.spec import Modality, ReducerKind, ReducerSpec
 from mm_ros.adapters.tiny import tiny_spec
 from mm_ros.core.errors import ConfigError
@@ -85,7 +85,9 @@ def test_dynamic_keep_count_is_bounded(length: int, spec: ReducerSpec, expected:
 
 
 @pytest.mark.parametrize("keep_ratio", [0.25, 0.5, 1.0])
-def test_dynamic_is_deterministic_and_keeps_the_top_scored_in_raster_order(keep_ratio: float) -> None:
+def test_dynamic_is_deterministic_and_keeps_the_top_scored_in_raster_order(
+    keep_ratio: float,
+) -> None:
     torch.manual_seed(0)
     grid, width = 4, 8
     spec = ReducerSpec(kind=ReducerKind.DYNAMIC, keep_ratio=keep_ratio, min_tokens=2, max_tokens=12)
