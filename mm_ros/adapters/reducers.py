@@ -17,6 +17,27 @@ from mm_ros.core.errors import ConfigError
 MASKED_LOGIT = -1.0e4  # additive mask; finite so fp16 engines do not produce NaN
 
 
+class CrossRead(nn.Module):
+    """Single-head attention parts the reducers share: normed query/key projections, value, out."""
+
+    def __init__(self, width: int) -> None:
+        super().__init__()
+        self.ln_q = nn.LayerNorm(width)
+        self.ln_k = nn.LayerNorm(width)
+        self.q = nn.Linear(width, width)
+        self.k = nn.Linear(width, width)
+        self.v = nn.Linear(width, width)
+        self.out = nn.Linear(width, width)
+
+    def query(self, x: Tensor) -> Tensor:
+        """(..., C) → (..., C) scaled by 1/sqrt(C), ready for a dot product with keys."""
+        return self.q(self.ln_q(x)) / math.sqrt(x.shape[-1])  # type: ignore[no-any-return]
+
+    def key(self, x: Tensor) -> Tensor:
+        """(..., C) → (..., C)."""
+        return self.k(self.ln_k(x))  # type: ignore[no-any-return]
+
+
 class NoReducer(nn.Module):
     """Keep every token."""
 
@@ -63,12 +84,7 @@ class PatchMining(nn.Module):
         self.grid, self.factor = grid, factor
         self.out_width = width
         self.token_count = grid * grid
-        self.ln_q = nn.LayerNorm(width)
-        self.ln_k = nn.LayerNorm(width)
-        self.q = nn.Linear(width, width)
-        self.k = nn.Linear(width, width)
-        self.v = nn.Linear(width, width)
-        self.out = nn.Linear(width, width)
+        self.read = CrossRead(width)
 
     def regions(self, hires: Tensor) -> Tensor:
         """(B, C, g*r, g*r) → (B, g*g, r*r, C): each low-res token's cells, raster order."""
@@ -79,9 +95,9 @@ class PatchMining(nn.Module):
 
     def region_attention(self, tokens: Tensor, hires: Tensor) -> Tensor:
         """Attention weights of each token over its own cells: (B, L, r*r), rows sum to 1."""
-        q = self.q(self.ln_q(tokens)).unsqueeze(2)  # (B, L, 1, C)
-        k = self.k(self.ln_k(self.regions(hires)))  # (B, L, r*r, C)
-        logits = (q * k).sum(-1) / math.sqrt(tokens.shape[-1])
+        q = self.read.query(tokens).unsqueeze(2)  # (B, L, 1, C)
+        k = self.read.key(self.regions(hires))  # (B, L, r*r, C)
+        logits = (q * k).sum(-1)
         return torch.softmax(logits, dim=-1)
 
     def attention_map(self, tokens: Tensor, hires: Tensor) -> Tensor:
@@ -100,9 +116,9 @@ class PatchMining(nn.Module):
         if hires is None:
             raise ConfigError("patch_mining needs the high-resolution feature map")
         weights = self.region_attention(tokens, hires)  # (B, L, r*r)
-        values = self.v(self.regions(hires))  # (B, L, r*r, C)
+        values = self.read.v(self.regions(hires))  # (B, L, r*r, C)
         mined = (weights.unsqueeze(-1) * values).sum(2)  # (B, L, C)
-        return tokens + self.out(mined)  # type: ignore[no-any-return]
+        return tokens + self.read.out(mined)  # type: ignore[no-any-return]
 
 
 def dynamic_keep_count(length: int, spec: ReducerSpec) -> int:
@@ -129,12 +145,7 @@ class DynamicMerge(nn.Module):
         self.scorer = nn.Sequential(
             nn.LayerNorm(width), nn.Linear(width, width), nn.GELU(), nn.Linear(width, 1)
         )
-        self.ln_q = nn.LayerNorm(width)
-        self.ln_k = nn.LayerNorm(width)
-        self.q = nn.Linear(width, width)
-        self.k = nn.Linear(width, width)
-        self.v = nn.Linear(width, width)
-        self.out = nn.Linear(width, width)
+        self.read = CrossRead(width)
 
     def scores(self, tokens: Tensor) -> Tensor:
         """Informativeness of each patch: (B, L)."""
@@ -152,11 +163,9 @@ class DynamicMerge(nn.Module):
         if self.token_count == self.length:
             return kept
         is_kept = torch.zeros_like(tokens[:, :, 0]).scatter(1, index, 1.0)  # (B, L)
-        q = self.q(self.ln_q(kept))  # (B, k, C)
-        k = self.k(self.ln_k(tokens))  # (B, L, C)
-        logits = q @ k.transpose(1, 2) / math.sqrt(tokens.shape[-1])  # (B, k, L)
+        logits = self.read.query(kept) @ self.read.key(tokens).transpose(1, 2)  # (B, k, L)
         weights = torch.softmax(logits + is_kept.unsqueeze(1) * MASKED_LOGIT, dim=-1)
-        return kept + self.out(weights @ self.v(tokens))  # type: ignore[no-any-return]
+        return kept + self.read.out(weights @ self.read.v(tokens))  # type: ignore[no-any-return]
 
 
 def make_reducer(spec: ReducerSpec, width: int, grid: int) -> nn.Module:
