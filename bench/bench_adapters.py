@@ -2,7 +2,7 @@
 
 Adapters are "small real" sizes (a ViT-Tiny-like image encoder at 256 px, 1 s of 16 kHz audio,
 2 s of 100 Hz IMU), random weights: latency depends on shapes, not on training. Runtimes are
-measured side by side in one run, interleaved call by call so machine noise hits them alike.
+measured side by side in one run, taking turns in short blocks so machine noise hits them alike.
 Budget (DESIGN.md section 12): ONNX Runtime CPU at least 1.25x faster than torch eager.
 """
 
@@ -36,7 +36,8 @@ from mm_ros.engines.runtimes.torch_compile import TorchCompileRuntime
 from mm_ros.engines.runtimes.torch_eager import TorchRuntime
 
 LLM_WIDTH = 896  # Qwen2-0.5B's embedding width
-REPEATS = int(os.environ.get("MM_ROS_BENCH_REPEATS", "20"))
+BLOCKS = int(os.environ.get("MM_ROS_BENCH_BLOCKS", "6"))
+CALLS = 5  # timed calls per block
 WARMUP = 3
 BUDGET_RATIO = 1.25
 BATCHES = (1, 4)
@@ -93,16 +94,23 @@ def median_ms(samples: list[float]) -> float:
 
 
 def measure(runtimes: dict[str, object], batch: np.ndarray) -> dict[str, float]:
-    """Median seconds per call, calls interleaved across runtimes."""
+    """Median seconds per call; runtimes take turns in blocks of CALLS timed calls.
+
+    Blocks rather than single calls: ONNX Runtime's and OpenMP's worker threads spin for a
+    while after each call, which would slow whichever runtime runs right after them. The first
+    call of each block is untimed for the same reason.
+    """
     times: dict[str, list[float]] = {name: [] for name in runtimes}
     for _ in range(WARMUP):
         for runtime in runtimes.values():
             runtime.run(batch)  # type: ignore[attr-defined]
-    for _ in range(REPEATS):
+    for _ in range(BLOCKS):
         for name, runtime in runtimes.items():
-            start = time.perf_counter()
             runtime.run(batch)  # type: ignore[attr-defined]
-            times[name].append(time.perf_counter() - start)
+            for _ in range(CALLS):
+                start = time.perf_counter()
+                runtime.run(batch)  # type: ignore[attr-defined]
+                times[name].append(time.perf_counter() - start)
     return {name: median_ms(values) for name, values in times.items()}
 
 
@@ -163,8 +171,8 @@ def run() -> dict:
         "title": "Adapters: torch eager vs ONNX Runtime CPU",
         "summary": (
             "Median latency (ms) per call of each adapter on this CPU, torch eager, ONNX Runtime "
-            "CPU EP (dynamo export, opset 18) and torch.compile (inductor), interleaved in one "
-            f"run ({REPEATS} calls each after {WARMUP} warm-up calls). Image encoder: ViT width "
+            "CPU EP (dynamo export, opset 18) and torch.compile (inductor), taking turns "
+            f"in one run ({BLOCKS} blocks of {CALLS} timed calls each). Image encoder: ViT width "
             "192, depth 4, 256 px, 16 px patches (256 patches); projector to width "
             f"{LLM_WIDTH}. Tokens per image: "
             + ", ".join(f"{k.removeprefix('image-')} {v}" for k, v in tokens.items())
