@@ -7,6 +7,7 @@ as RuntimeUnavailableError during selection rather than on the first sensor fram
 
 from __future__ import annotations
 
+import warnings
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -39,9 +40,11 @@ class TorchCompileRuntime:
         self.device = torch.device(device)
         self.mode = "reduce-overhead" if self.device.type == "cuda" else "default"
         self.module = module.to(self.device).eval()
-        self.compiled = torch.compile(self.module, mode=self.mode, dynamic=False)
         try:
-            self.forward(np.zeros((warmup_batch, *input_shape), dtype=np.float32))
+            with warnings.catch_warnings():  # inductor's imports warn about torch.jit internals
+                warnings.simplefilter("ignore", DeprecationWarning)
+                self.compiled = torch.compile(self.module, mode=self.mode, dynamic=False)
+                self.forward(np.zeros((warmup_batch, *input_shape), dtype=np.float32))
         except Exception as err:
             raise RuntimeUnavailableError(
                 self.kind.value, f"compilation failed: {type(err).__name__}: {err}"
