@@ -94,6 +94,37 @@ class WhisperAudioEncoder(nn.Module):
         return self.model(input_features=mel).last_hidden_state  # type: ignore[no-any-return]
 
 
+class ClapAudioEncoder(nn.Module):
+    """transformers ClapAudioModel (HTSAT, unfused) built from ``hf_config``.
+
+    Its feature map ``(B, C, F', T')`` becomes ``F' * T'`` tokens.
+    """
+
+    def __init__(self, spec: AdapterSpec, pre: AudioPreprocessing) -> None:
+        super().__init__()
+        from transformers import ClapAudioConfig, ClapAudioModel
+
+        config = ClapAudioConfig.from_dict(spec.encoder.hf_config)
+        longest = config.spec_size * (config.spec_size // config.num_mel_bins)
+        if config.num_mel_bins != pre.n_mels or pre.frames > longest:
+            raise ConfigError(
+                f"clap expects {config.num_mel_bins} mels x <= {longest} frames, the front end "
+                f"gives {pre.n_mels} x {pre.frames}"
+            )
+        width = int(config.patch_embeds_hidden_size * 2 ** (len(config.depths) - 1))
+        if width != spec.encoder.width:
+            raise ConfigError(f"encoder width {spec.encoder.width} != clap features {width}")
+        self.model = ClapAudioModel._from_config(  # type: ignore[no-untyped-call]
+            config, attn_implementation="eager"
+        )
+
+    def forward(self, mel: Tensor) -> Tensor:
+        """(B, n_mels, T) → (B, F'*T', C)."""
+        features = mel.transpose(1, 2).unsqueeze(1)  # (B, 1, T, n_mels), as ClapFeatureExtractor
+        hidden: Tensor = self.model(input_features=features).last_hidden_state  # (B, C, F', T')
+        return hidden.flatten(2).transpose(1, 2)
+
+
 class AudioAdapter(nn.Module):
     """``(B, S)`` samples → ``(B, token_count, llm_width)``."""
 
@@ -107,9 +138,11 @@ class AudioAdapter(nn.Module):
             self.encoder: nn.Module = ConvAudioEncoder(spec, spec.audio)
         elif spec.encoder.family is EncoderFamily.WHISPER:
             self.encoder = WhisperAudioEncoder(spec, spec.audio)
+        elif spec.encoder.family is EncoderFamily.CLAP:
+            self.encoder = ClapAudioEncoder(spec, spec.audio)
         else:
             raise ConfigError(
-                f"audio adapter: expected encoder family audio_conv/whisper, "
+                f"audio adapter: expected encoder family audio_conv/whisper/clap, "
                 f"found {spec.encoder.family.value}"
             )
         self.pool = AttentionPool(spec.encoder.width, spec.encoder.heads, spec.token_count)

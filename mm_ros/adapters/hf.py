@@ -20,12 +20,13 @@ if TYPE_CHECKING:
 
 def load_hf_encoder(family: EncoderFamily, folder: Path) -> nn.Module:
     """Load the pretrained vision tower / Whisper encoder in ``folder`` without any download."""
-    from transformers import CLIPVisionModel, SiglipVisionModel, WhisperModel
+    from transformers import ClapAudioModel, CLIPVisionModel, SiglipVisionModel, WhisperModel
 
     classes: dict[EncoderFamily, Any] = {
         EncoderFamily.CLIP: CLIPVisionModel,
         EncoderFamily.SIGLIP: SiglipVisionModel,
         EncoderFamily.WHISPER: WhisperModel,
+        EncoderFamily.CLAP: ClapAudioModel,
     }
     if family not in classes:
         raise ConfigError(f"family {family.value} is not a Hugging Face encoder ({list(classes)})")
@@ -47,7 +48,10 @@ def adapter_from_hf_folder(spec: AdapterSpec, folder: Path) -> tuple[AdapterSpec
     """
     pretrained = load_hf_encoder(spec.encoder.family, folder)
     config: Any = pretrained.config
-    width = int(getattr(config, "hidden_size", 0) or getattr(config, "d_model", 0))
+    if spec.encoder.family is EncoderFamily.CLAP:
+        width = int(config.patch_embeds_hidden_size * 2 ** (len(config.depths) - 1))
+    else:
+        width = int(getattr(config, "hidden_size", 0) or getattr(config, "d_model", 0))
     encoder = dataclasses.replace(spec.encoder, width=width, hf_config=config.to_dict())
     completed = dataclasses.replace(spec, encoder=encoder)
     if spec.image is not None:

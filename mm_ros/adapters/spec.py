@@ -37,6 +37,7 @@ class EncoderFamily(str, Enum):
     SIGLIP = "siglip"  # transformers SiglipVisionModel
     AUDIO_CONV = "audio_conv"  # log-mel → conv stem → transformer blocks
     WHISPER = "whisper"  # transformers WhisperEncoder on the same log-mel front end
+    CLAP = "clap"  # transformers ClapAudioModel (HTSAT) on the same log-mel front end
     IMU_CONV = "imu_conv"  # 1D conv stack over the resampled window
 
 

@@ -36,6 +36,20 @@ TINY_TOKENS = 8  # audio / IMU / video token budget
 
 def tiny_hf_config(family: EncoderFamily) -> dict[str, Any]:
     """Return a small config dict for an HF encoder family (CLIP, SigLIP, Whisper)."""
+    if family is EncoderFamily.CLAP:
+        return {
+            "spec_size": 64,
+            "num_mel_bins": TINY_AUDIO.n_mels,
+            "patch_size": 4,
+            "patch_stride": [4, 4],
+            "window_size": 4,
+            "depths": [1, 1],
+            "num_attention_heads": [2, 2],
+            "hidden_size": TINY_WIDTH,
+            "patch_embeds_hidden_size": TINY_WIDTH // 2,  # doubles per stage: TINY_WIDTH out
+            "projection_dim": TINY_WIDTH,
+            "enable_fusion": False,
+        }
     if family is EncoderFamily.WHISPER:
         return {
             "d_model": TINY_WIDTH,
@@ -77,7 +91,12 @@ def tiny_spec(
         Modality.IMU: EncoderFamily.IMU_CONV,
     }
     chosen = family or defaults[modality]
-    hf = chosen in (EncoderFamily.CLIP, EncoderFamily.SIGLIP, EncoderFamily.WHISPER)
+    hf = chosen in (
+        EncoderFamily.CLIP,
+        EncoderFamily.SIGLIP,
+        EncoderFamily.WHISPER,
+        EncoderFamily.CLAP,
+    )
     encoder = EncoderSpec(
         chosen,
         width=TINY_WIDTH,

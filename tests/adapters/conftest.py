@@ -20,6 +20,7 @@ SPECS: list[AdapterSpec] = [
     tiny_spec(Modality.VIDEO, ReducerKind.CONCAT4),
     tiny_spec(Modality.AUDIO),
     tiny_spec(Modality.AUDIO, family=EncoderFamily.WHISPER),
+    tiny_spec(Modality.AUDIO, family=EncoderFamily.CLAP),
     tiny_spec(Modality.IMU),
 ]
 SPEC_IDS = [spec.name for spec in SPECS]

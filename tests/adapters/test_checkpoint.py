@@ -151,12 +151,15 @@ def test_runtime_input_check_names_expected_and_found(batch: object, message: st
         (EncoderFamily.CLIP, Modality.IMAGE),
         (EncoderFamily.SIGLIP, Modality.IMAGE),
         (EncoderFamily.WHISPER, Modality.AUDIO),
+        (EncoderFamily.CLAP, Modality.AUDIO),
     ],
 )
 def test_hf_encoder_from_a_local_folder(
     tmp_path: Path, family: EncoderFamily, modality: Modality
 ) -> None:
     from transformers import (
+        ClapAudioConfig,
+        ClapAudioModel,
         CLIPVisionConfig,
         CLIPVisionModel,
         SiglipVisionConfig,
@@ -169,6 +172,7 @@ def test_hf_encoder_from_a_local_folder(
         EncoderFamily.CLIP: (CLIPVisionConfig, CLIPVisionModel),
         EncoderFamily.SIGLIP: (SiglipVisionConfig, SiglipVisionModel),
         EncoderFamily.WHISPER: (WhisperConfig, WhisperModel),
+        EncoderFamily.CLAP: (ClapAudioConfig, ClapAudioModel),
     }
     config_cls, model_cls = classes[family]
     torch.manual_seed(1)
