@@ -39,8 +39,13 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     export.add_argument(
         "--out", type=Path, help="ONNX path (default ADAPTER_DIR/model[.fp16].onnx)"
     )
-    export.add_argument("--exporter", choices=["dynamo", "legacy"], default="dynamo")
-    export.add_argument("--opset", type=int, default=18)
+    export.add_argument(
+        "--exporter",
+        choices=["dynamo", "legacy"],
+        default="dynamo",
+        help="torch.export-based (default, needs onnxscript) or the TorchScript one",
+    )
+    export.add_argument("--opset", type=int, default=18, help="17-20 suit TensorRT 10.3 and 11")
     export.set_defaults(handler=cmd_export)
 
     build = sub.add_parser("build", help="build TensorRT engines listed in a manifest")
@@ -64,6 +69,8 @@ def _fail(message: str, code: int) -> int:
 
 def cmd_export(args: argparse.Namespace) -> int:
     """Export ADAPTER_DIR to ONNX and print parity figures against torch eager."""
+    from tqdm import tqdm
+
     from mm_ros.adapters.checkpoint import load_adapter
     from mm_ros.engines.export import export_onnx, parity_report
 
@@ -73,20 +80,25 @@ def cmd_export(args: argparse.Namespace) -> int:
         return _fail(str(err), EXIT_USAGE)
     out = args.out or args.adapter / ("model.fp16.onnx" if args.fp16 else "model.onnx")
     shape = adapter.spec.input_shape()
-    export_onnx(
-        adapter.module,
-        shape,
-        out,
-        dynamo=args.exporter == "dynamo",
-        opset=args.opset,
-        fp16=args.fp16,
-    )
-    print(f"wrote {out} ({out.stat().st_size} bytes, {args.exporter} exporter, opset {args.opset})")
+    stages = tqdm(total=2, desc=f"{adapter.spec.name}: export", disable=None, leave=False)
     try:
+        export_onnx(
+            adapter.module,
+            shape,
+            out,
+            dynamo=args.exporter == "dynamo",
+            opset=args.opset,
+            fp16=args.fp16,
+        )
+        stages.set_description(f"{adapter.spec.name}: parity")
+        stages.update()
         parity = parity_report(adapter.module, shape, out)
     except RuntimeUnavailableError as err:
-        print(f"parity: not measured: {err.reason}")
+        print(f"wrote {out}; parity: not measured: {err.reason}")
         return EXIT_OK
+    finally:
+        stages.close()
+    print(f"wrote {out} ({out.stat().st_size} bytes, {args.exporter} exporter, opset {args.opset})")
     atol = FP16_ATOL if args.fp16 else FP32_ATOL
     verdict = "ok" if parity.within(atol) else f"FAILED (limit {atol:g})"
     print(
