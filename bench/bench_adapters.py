@@ -4,10 +4,12 @@ Adapters are "small real" sizes (a ViT-Tiny-like image encoder at 256 px, 1 s of
 2 s of 100 Hz IMU), random weights: latency depends on shapes, not on training. Runtimes are
 measured side by side in one run, taking turns in short blocks so machine noise hits them alike.
 Budget (DESIGN.md section 12): ONNX Runtime CPU at least 1.25x faster than torch eager.
+On a CUDA machine the table gains CUDA torch, torch.compile (CUDA graphs) and ORT CUDA EP columns.
 """
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import os
 import statistics
@@ -30,8 +32,9 @@ from mm_ros.adapters.spec import (
     ReducerKind,
     ReducerSpec,
 )
+from mm_ros.core.errors import RuntimeUnavailableError
 from mm_ros.engines.export import export_onnx
-from mm_ros.engines.runtimes.onnxruntime import CPU_EP, OnnxRuntime, OrtOptions
+from mm_ros.engines.runtimes.onnxruntime import CPU_EP, CUDA_EP, OnnxRuntime, OrtOptions
 from mm_ros.engines.runtimes.torch_compile import TorchCompileRuntime
 from mm_ros.engines.runtimes.torch_eager import TorchRuntime
 
@@ -114,9 +117,27 @@ def measure(runtimes: dict[str, object], batch: np.ndarray) -> dict[str, float]:
     return {name: median_ms(values) for name, values in times.items()}
 
 
+def gpu_runtimes(
+    module: torch.nn.Module, shape: tuple[int, ...], onnx_path: Path
+) -> dict[str, object]:
+    """CUDA torch, torch.compile (CUDA graphs) and ONNX Runtime CUDA EP, where present."""
+    found: dict[str, object] = {}
+    if torch.cuda.is_available():  # copies: the CPU runtimes keep the original on the CPU
+        found["torch_cuda"] = TorchRuntime(copy.deepcopy(module), shape, "cuda")
+        found["torch_compile_cuda"] = TorchCompileRuntime(copy.deepcopy(module), shape, "cuda")
+    try:
+        ort_cuda = OnnxRuntime(onnx_path, shape, OrtOptions(providers=(CUDA_EP,)))
+    except RuntimeUnavailableError:
+        return found
+    if ort_cuda.providers_used == [CUDA_EP]:
+        found["onnxruntime_cuda"] = ort_cuda
+    return found
+
+
 def run() -> dict:
     torch.set_num_threads(os.cpu_count() or 1)
     rows, budgets, figures = [], [], {}
+    extra: list[str] = []
     with tempfile.TemporaryDirectory() as tmp:
         for spec in specs():
             module = build_adapter(spec, seed=0)
@@ -131,6 +152,8 @@ def run() -> dict:
                 start = time.perf_counter()
                 runtimes["torch_compile"] = TorchCompileRuntime(module, shape, warmup_batch=1)
                 compile_s = round(time.perf_counter() - start, 1)
+            runtimes |= gpu_runtimes(module, shape, onnx_path)
+            extra = [n for n in runtimes if n not in ("torch", "onnxruntime", "torch_compile")]
             entry: dict[str, object] = {"tokens": spec.token_count, "input": list(shape)}
             if compile_s is not None:
                 entry["torch_compile_build_s"] = compile_s
@@ -151,6 +174,7 @@ def run() -> dict:
                         ms["onnxruntime"],
                         ms.get("torch_compile", "-"),
                         ratio,
+                        *(ms[name] for name in extra),
                     ]
                 )
                 budgets.append(
@@ -186,6 +210,7 @@ def run() -> dict:
             "ORT CPU ms",
             "torch.compile ms",
             "eager / ORT",
+            *(f"{name} ms" for name in extra),
         ],
         "rows": rows,
         "budgets": budgets,
