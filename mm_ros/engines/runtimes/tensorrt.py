@@ -172,11 +172,16 @@ def build_engine(
     return bytes(serialized)
 
 
+_RUNTIME: dict[str, Any] = {}  # one trt.Runtime (and its logger) per process, outliving engines
+
+
 def deserialize(engine_bytes: bytes) -> Any:
     """Deserialize an engine; None (foreign version/GPU, corrupt) means a cache miss."""
     trt = tensorrt_module()
-    runtime = trt.Runtime(trt.Logger(trt.Logger.WARNING))
-    return runtime.deserialize_cuda_engine(engine_bytes)
+    if "runtime" not in _RUNTIME:
+        _RUNTIME["logger"] = trt.Logger(trt.Logger.WARNING)
+        _RUNTIME["runtime"] = trt.Runtime(_RUNTIME["logger"])
+    return _RUNTIME["runtime"].deserialize_cuda_engine(engine_bytes)
 
 
 class TensorRTRuntime:
@@ -215,16 +220,16 @@ class TensorRTRuntime:
         """Run without the input check."""
         import torch
 
-        x = torch.from_numpy(batch).to("cuda", dtype=self.input_dtype).contiguous()
-        self.context.set_input_shape(self.input_name, tuple(x.shape))
-        out = torch.empty(
-            tuple(self.context.get_tensor_shape(self.output_name)),
-            dtype=self.output_dtype,
-            device="cuda",
-        )
-        self.context.set_tensor_address(self.input_name, x.data_ptr())
-        self.context.set_tensor_address(self.output_name, out.data_ptr())
-        with torch.cuda.stream(self.stream):
+        with torch.cuda.stream(self.stream):  # copies, buffers and the engine on one stream
+            x = torch.from_numpy(batch).to("cuda", dtype=self.input_dtype).contiguous()
+            self.context.set_input_shape(self.input_name, tuple(x.shape))
+            out = torch.empty(
+                tuple(self.context.get_tensor_shape(self.output_name)),
+                dtype=self.output_dtype,
+                device="cuda",
+            )
+            self.context.set_tensor_address(self.input_name, x.data_ptr())
+            self.context.set_tensor_address(self.output_name, out.data_ptr())
             if not self.context.execute_async_v3(self.stream.cuda_stream):
                 raise EngineError(f"{self.describe()}: execute_async_v3 failed on {batch.shape}")
         self.stream.synchronize()
