@@ -97,6 +97,7 @@ def _onnxruntime(adapter: LoadedAdapter, config: EngineConfig) -> Runtime:
         providers=config.ort_providers,
         trt_cache_dir=str(Path(config.engine_cache_dir) / "ort-trt"),
         trt_workspace_bytes=config.workspace_mib << 20,
+        max_batch=config.max_batch,
     )
     return OnnxRuntime(path, adapter.spec.input_shape(), options)
 

@@ -236,6 +236,9 @@ def test_trt_ep_options_carry_the_caches() -> None:
     assert trt["trt_fp16_enable"] is True
     assert provider_options(CPU_EP, options) == {}
     assert "trt_engine_cache_enable" not in provider_options(TRT_EP, OrtOptions())
+    profile = provider_options(TRT_EP, OrtOptions(max_batch=8), "input", (3, 32, 32))
+    assert profile["trt_profile_min_shapes"] == "input:1x3x32x32"
+    assert profile["trt_profile_max_shapes"] == "input:8x3x32x32"
 
 
 def test_onnxruntime_reports_the_providers_really_used(

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from mm_ros.core.errors import ConfigError, EngineError, RuntimeUnavailableError
+from mm_ros.engines.export import INPUT_NAME
 from mm_ros.engines.runtimes.base import RuntimeKind, check_batch
 
 if TYPE_CHECKING:
@@ -35,20 +36,34 @@ class OrtOptions:
     trt_fp16: bool = False  # TensorRT EP weak-typed fp16 (TensorRT 10 only; 11 needs fp16 ONNX)
     trt_workspace_bytes: int = 1 << 30  # 1 GiB fits an 8 GB Orin next to the LLM
     intra_op_threads: int = 0  # 0 = ONNX Runtime's default (one per physical core)
+    max_batch: int = 4  # TensorRT EP shape profile: batch 1 (opt 1) .. max_batch
 
     def __post_init__(self) -> None:
         if not self.providers:
             raise ConfigError("onnxruntime: expected at least one execution provider, found none")
 
 
-def provider_options(name: str, options: OrtOptions) -> dict[str, Any]:
-    """Per-provider options; TensorRT EP gets its caches so engines are not rebuilt per start."""
+def provider_options(
+    name: str, options: OrtOptions, input_name: str = "", input_shape: tuple[int, ...] = ()
+) -> dict[str, Any]:
+    """Return the options of one execution provider.
+
+    TensorRT EP gets its engine/timing caches, so engines are not rebuilt at every start, and an
+    explicit batch profile, so it does not rebuild for every new batch size.
+    """
     if name != TRT_EP:
         return {}
     trt: dict[str, Any] = {
         "trt_fp16_enable": options.trt_fp16,
         "trt_max_workspace_size": options.trt_workspace_bytes,
     }
+    if input_name and input_shape:
+        dims = "x".join(str(d) for d in input_shape)
+        trt |= {
+            "trt_profile_min_shapes": f"{input_name}:1x{dims}",
+            "trt_profile_opt_shapes": f"{input_name}:1x{dims}",
+            "trt_profile_max_shapes": f"{input_name}:{options.max_batch}x{dims}",
+        }
     if options.trt_cache_dir:
         trt |= {
             "trt_engine_cache_enable": True,
@@ -97,7 +112,9 @@ class OnnxRuntime:
             self.session = ort.InferenceSession(
                 str(onnx_path),
                 sess_options=session_options,
-                providers=[(p, provider_options(p, options)) for p in asked],
+                providers=[
+                    (p, provider_options(p, options, INPUT_NAME, input_shape)) for p in asked
+                ],
             )
         except Exception as err:
             raise RuntimeUnavailableError(
