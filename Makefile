@@ -18,7 +18,7 @@ $(STAMP): pyproject.toml setup.py Makefile
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) --upgrade pip
 	$(PIP) $(TORCH_PIN)
-	$(PIP) -e '.[dev]'
+	$(PIP) -e '.[dev,models,cpu]'
 	@touch $@
 
 # ROS 2 Jazzy from PyPI + overlay + colcon build of mm_ros (REFERENCE.md section 8), in .ros/.

@@ -10,6 +10,8 @@ from pathlib import Path
 import pytest
 
 HEAVY = ["rclpy", "zenoh", "torch", "tensorrt", "onnxruntime", "transformers"]
+NO_BUS = ["rclpy", "zenoh", "mm_ros.bus"]
+NO_RUNTIMES = [*NO_BUS, "tensorrt", "onnxruntime"]
 FORBIDDEN = {
     "mm_ros.core": [*HEAVY, "rosbags", "cv2"],
     "mm_ros.interfaces": ["rclpy", "zenoh", "torch", "tensorrt", "onnxruntime", "transformers"],
@@ -21,6 +23,19 @@ FORBIDDEN = {
     # capture sources: sounddevice only once a device is opened, never a bus
     "mm_ros.drivers.sounddevice_source": [*HEAVY, "mm_ros.bus", "sounddevice", "cv2"],
     "mm_ros.drivers.wav_source": [*HEAVY, "mm_ros.bus", "sounddevice", "cv2"],
+    # adapters are torch modules; runtimes and buses are not theirs to import
+    "mm_ros.adapters": [*NO_RUNTIMES, "torch"],
+    "mm_ros.adapters.build": NO_RUNTIMES,
+    # the headset path (spec + ONNX Runtime + numpy preprocessing) needs no torch
+    "mm_ros.adapters.checkpoint": [*NO_RUNTIMES, "torch"],
+    "mm_ros.engines.session": [*NO_RUNTIMES, "torch"],
+    "mm_ros.engines.runtimes.onnxruntime": [*NO_BUS, "tensorrt", "torch"],
+    # engines load onnxruntime / tensorrt lazily, when a runtime is created
+    "mm_ros.engines": [*NO_RUNTIMES, "torch"],
+    "mm_ros.engines.selection": NO_RUNTIMES,
+    "mm_ros.engines.runtimes.tensorrt": NO_RUNTIMES,
+    "mm_ros.engines.builder": NO_RUNTIMES,
+    "mm_ros.cli.engines_cmd": HEAVY,
 }
 CORE = Path(__file__).resolve().parents[1] / "mm_ros" / "core"
 ALL_CORE_MODULES = sorted(

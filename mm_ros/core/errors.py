@@ -75,3 +75,30 @@ def require_in_range(what: str, field: str, value: int, high: int, unit: str = "
 
 class AudioDeviceError(MmRosError):
     """The audio backend (PortAudio) or the requested capture device is unavailable."""
+class AdapterError(MmRosError):
+    """Base class of modality-adapter errors (checkpoints, inputs, model construction)."""
+
+
+class CheckpointError(AdapterError, ValueError):
+    """An adapter folder (adapter.json + model.safetensors) cannot be read or written."""
+
+
+class AdapterInputError(AdapterError, ValueError):
+    """Sensor data does not have the size, dtype or values an adapter expects."""
+
+
+class EngineError(MmRosError):
+    """Base class of engine errors: export, build, cache and runtime execution."""
+
+
+class RuntimeUnavailableError(EngineError):
+    """A runtime cannot be used here (library or device missing); ``reason`` says which."""
+
+    def __init__(self, runtime: str, reason: str) -> None:
+        self.runtime = runtime
+        self.reason = reason
+        super().__init__(f"runtime {runtime} unavailable: {reason}")
+
+
+class ManifestError(EngineError, ValueError):
+    """An engine manifest (engines/manifest.yaml) has a missing or invalid entry."""

@@ -1,0 +1,81 @@
+"""What this machine offers an engine: GPU identity, TensorRT version, free memory."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from mm_ros.core.errors import EngineError, RuntimeUnavailableError
+from mm_ros.engines.runtimes.base import RuntimeKind
+
+MEMINFO = Path("/proc/meminfo")
+
+
+@dataclass(frozen=True)
+class GpuIdentity:
+    """The parts of an engine key that come from the machine."""
+
+    tensorrt_version: str
+    gpu_name: str
+    compute_capability: str
+
+
+def gpu_identity() -> GpuIdentity:
+    """TensorRT version + CUDA device 0; RuntimeUnavailableError names everything missing."""
+    from mm_ros.engines.runtimes.tensorrt import tensorrt_module
+
+    missing = []
+    trt = None
+    try:
+        trt = tensorrt_module()
+    except RuntimeUnavailableError as err:
+        missing.append(err.reason)
+    cuda = None
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            cuda = torch.cuda
+        else:
+            missing.append("no CUDA GPU visible (torch.cuda.is_available() is False)")
+    except ImportError as err:
+        missing.append(f"torch not installed, needed for GPU buffers ({err})")
+    if trt is None or cuda is None:
+        raise RuntimeUnavailableError(RuntimeKind.TENSORRT.value, "; ".join(missing))
+    major, minor = cuda.get_device_capability(0)
+    return GpuIdentity(str(trt.__version__), cuda.get_device_name(0), f"{major}.{minor}")
+
+
+def available_memory_bytes(meminfo: Path = MEMINFO) -> int:
+    """Return the bytes a build may use.
+
+    Host MemAvailable (Jetson's GPU shares it); on a discrete GPU, the smaller of that and the
+    GPU's free memory.
+    """
+    host = 0
+    try:
+        for line in meminfo.read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                host = int(line.split()[1]) * 1024  # kB → bytes
+                break
+    except OSError as err:
+        raise EngineError(f"cannot read free memory from {meminfo}: {err}") from err
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            free, _ = torch.cuda.mem_get_info(0)
+            host = min(host, int(free)) if host else int(free)
+    except ImportError:
+        pass
+    return host
+
+
+def check_free_memory(needed_bytes: int, available_bytes: int, what: str) -> None:
+    """Raise EngineError when fewer than ``needed_bytes`` are available (before a build)."""
+    if available_bytes < needed_bytes:
+        raise EngineError(
+            f"{what}: needs {needed_bytes / 2**20:.0f} MiB free, "
+            f"found {available_bytes / 2**20:.0f}"
+            " MiB (close other processes, lower workspace_mib, or build on a bigger machine)"
+        )

@@ -1,0 +1,1 @@
+"""One module per runtime; the table of implementations lives in :mod:`mm_ros.engines.selection`."""
