@@ -49,6 +49,7 @@ def run_pair(variant: str, kind: str, count: int, rate: float, endpoint: str) ->
     )
     sub = subprocess.Popen(
         command(variant, ["sub", variant, kind, str(count), endpoint]),
+        stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,
         env=env,
@@ -68,7 +69,7 @@ def run_pair(variant: str, kind: str, count: int, rate: float, endpoint: str) ->
         check=False,
     )
     try:
-        out, _ = sub.communicate(timeout=60)
+        out, _ = sub.communicate(input="publisher done\n", timeout=60)
     except subprocess.TimeoutExpired:
         sub.kill()
         return {"error": "subscriber hung"}

@@ -1,10 +1,11 @@
 """The rclpy implementation of ``Bus``: thin, for nodes running inside a sourced ROS 2.
 
 Whatever RMW the robot uses (Fast DDS, Cyclone, rmw_zenoh) carries the data. Callbacks of
-subscriptions, services and timers run one at a time (the node's default mutually exclusive
-callback group); action ``execute`` runs in a reentrant group on another executor thread, so
-long goals never block callbacks. Parameters follow the same rules as the zenoh bus (the
-overrides are parsed by ``mm_ros.bus.ros_args`` and handed to rclpy).
+subscriptions, services and timers run one at a time on a single-threaded executor (rclpy's
+multi-threaded one costs several times more per message: it could not keep up with a 1 kHz
+IMU here). A node that serves an action moves to a multi-threaded executor, with ``execute`` in
+a reentrant group, so long goals never block callbacks. Parameters follow the same rules as the
+zenoh bus (the overrides are parsed by ``mm_ros.bus.ros_args`` and handed to rclpy).
 """
 
 from __future__ import annotations
@@ -237,7 +238,7 @@ class RclpyBus:
         global _users  # noqa: PLW0603 - one rclpy context per process, shared by all buses
         try:
             import rclpy
-            from rclpy.executors import MultiThreadedExecutor
+            from rclpy.executors import SingleThreadedExecutor
             from rclpy.parameter import Parameter
         except ImportError as err:
             raise BusUnavailableError(f"rclpy is not importable here: {err}") from err
@@ -263,17 +264,32 @@ class RclpyBus:
         self.log = self.node.get_logger()
         self._params: dict[str, Any] = {"use_sim_time": sim}
         self._closed = threading.Event()
-        self._executor = MultiThreadedExecutor(num_threads=4)
-        self._executor.add_node(self.node)
-        self._spinner = threading.Thread(target=self._spin, name="rclpy-executor", daemon=True)
+        self._stop_spinning = threading.Event()
+        self._executor: Any = None
+        self._spinner: threading.Thread | None = None
+        self._use_executor(SingleThreadedExecutor())
+
+    def _use_executor(self, executor: Any) -> None:
+        """Spin the node on ``executor`` from now on (stops the previous one first)."""
+        if self._spinner is not None:
+            self._stop_spinning.set()
+            self._spinner.join(timeout=5)
+            self._executor.remove_node(self.node)
+            self._executor.shutdown(timeout_sec=1)
+        self._stop_spinning.clear()
+        self._executor = executor
+        executor.add_node(self.node)
+        self._spinner = threading.Thread(
+            target=self._spin, args=(executor,), name="rclpy-executor", daemon=True
+        )
         self._spinner.start()
 
-    def _spin(self) -> None:
-        while not self._closed.is_set():
+    def _spin(self, executor: Any) -> None:
+        while not self._stop_spinning.is_set():
             try:
-                self._executor.spin_once(timeout_sec=0.1)
+                executor.spin_once(timeout_sec=0.1)
             except Exception:
-                if self._closed.is_set():
+                if self._stop_spinning.is_set():  # shutting down races the executor
                     return
                 raise
 
@@ -326,6 +342,10 @@ class RclpyBus:
         """Serve ``pkg/action/X``: ``execute(goal) -> X_Result`` on its own executor thread."""
         from rclpy.action import ActionServer, CancelResponse, GoalResponse
         from rclpy.callback_groups import ReentrantCallbackGroup
+        from rclpy.executors import MultiThreadedExecutor
+
+        if not isinstance(self._executor, MultiThreadedExecutor):
+            self._use_executor(MultiThreadedExecutor(num_threads=4))
 
         cls = interface_class(typename)
 
@@ -413,7 +433,9 @@ class RclpyBus:
         if self._closed.is_set():
             return
         self._closed.set()
-        self._spinner.join(timeout=5)
+        self._stop_spinning.set()
+        if self._spinner is not None:
+            self._spinner.join(timeout=5)
         self._executor.remove_node(self.node)
         self._executor.shutdown(timeout_sec=1)
         self.node.destroy_node()
