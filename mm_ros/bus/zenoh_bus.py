@@ -48,6 +48,7 @@ if TYPE_CHECKING:
 
     from mm_ros.bus.zenoh_actions import ZenohActionClient, ZenohActionServer
 
+GRAPH_SETTLE_S = 2.0  # a fresh session's first graph queries may not reach every peer yet
 LOG_LEVELS = {
     "debug": logging.DEBUG,
     "info": logging.INFO,
@@ -403,6 +404,7 @@ class ZenohBus:
         self.log.setLevel(LOG_LEVELS[ros.log_level])
         self.store = get_store(self.config.distro, self.config.audio_layout)
         self.session = open_session(self.config)
+        self._opened_at = time.monotonic()
         self.zid = str(self.session.zid())
         self._ids = itertools.count()
         self._node_id = next(self._ids)
@@ -628,16 +630,24 @@ class ZenohBus:
         )
 
     def graph(self, timeout_s: float = 1.0) -> list[naming.GraphEntity]:
-        """Every ROS 2 entity visible in this domain, from the liveliness tokens."""
-        out = []
-        for reply in self.session.liveliness().get(
-            f"@ros2_lv/{self.config.domain}/**", timeout=timeout_s
-        ):
-            if reply.ok is None:
-                continue
-            with contextlib.suppress(naming.BusNameError):
-                out.append(naming.parse_token(str(reply.ok.key_expr)))
-        return out
+        """Every ROS 2 entity visible in this domain, from the liveliness tokens.
+
+        Right after the session opens, the router may not have answered for its peers yet: a
+        result with nothing but our own entities is retried for up to ``GRAPH_SETTLE_S``.
+        """
+        while True:
+            out = []
+            for reply in self.session.liveliness().get(
+                f"@ros2_lv/{self.config.domain}/**", timeout=timeout_s
+            ):
+                if reply.ok is None:
+                    continue
+                with contextlib.suppress(naming.BusNameError):
+                    out.append(naming.parse_token(str(reply.ok.key_expr)))
+            young = time.monotonic() - self._opened_at < GRAPH_SETTLE_S
+            if not young or any(e.zid != self.zid for e in out):
+                return out
+            time.sleep(0.1)
 
     # -- life --------------------------------------------------------------------------
 

@@ -345,6 +345,9 @@ def _topic_pub(args: argparse.Namespace) -> int:
     if args.rate <= 0:
         raise ConfigError(f"--rate must be > 0 Hz, found {args.rate}")
     values = _yaml_values(args.values, "message")
+    from mm_ros.interfaces import get_store
+
+    from_dict(get_store(args.distro or "jazzy"), args.type, values)  # bad type/values: no bus
     with open_cli_bus(args) as bus:
         topic = bus.resolve(args.topic)
         message = from_dict(bus.store, args.type, values)

@@ -7,7 +7,7 @@ import importlib
 import sys
 
 from mm_ros import __version__
-from mm_ros.core.errors import ConfigError, MmRosError
+from mm_ros.core.errors import ConfigError, MmRosError, UnknownTypeError
 
 EXIT_OK, EXIT_RUNTIME, EXIT_USAGE = 0, 1, 2
 
@@ -43,7 +43,7 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_USAGE
     try:
         return int(args.handler(args))
-    except ConfigError as err:  # bad usage or input: exit 2
+    except (ConfigError, UnknownTypeError) as err:  # bad usage or input: exit 2
         print(f"mm-ros: error: {err}", file=sys.stderr)
         return EXIT_USAGE
     except MmRosError as err:

@@ -75,6 +75,8 @@ def require_in_range(what: str, field: str, value: int, high: int, unit: str = "
 
 class AudioDeviceError(MmRosError):
     """The audio backend (PortAudio) or the requested capture device is unavailable."""
+
+
 class AdapterError(MmRosError):
     """Base class of modality-adapter errors (checkpoints, inputs, model construction)."""
 
