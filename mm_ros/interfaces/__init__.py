@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+from mm_ros.core.audio import AudioLayout
 from mm_ros.interfaces.idl import normalize_name
 from mm_ros.interfaces.store import (
     DEFAULT_DISTRO,
     DISTROS,
-    AudioLayout,
     InterfaceStore,
     get_store,
 )

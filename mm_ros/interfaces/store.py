@@ -10,7 +10,6 @@ from __future__ import annotations
 import difflib
 import struct
 from dataclasses import dataclass, field
-from enum import Enum
 from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -19,6 +18,7 @@ from rosbags.serde import SerdeError
 from rosbags.typesys import Stores, get_typestore
 from rosbags.typesys.base import TypesysError
 
+from mm_ros.core.audio import AudioLayout  # which audio_common_msgs is on the wire
 from mm_ros.core.errors import CdrError, ConfigError, DefinitionError, UnknownTypeError
 from mm_ros.interfaces import hashing
 from mm_ros.interfaces.idl import (
@@ -39,13 +39,6 @@ DISTROS = {"humble": Stores.ROS2_HUMBLE, "jazzy": Stores.ROS2_JAZZY, "kilted": S
 DEFAULT_DISTRO = "jazzy"
 
 _DEFINITIONS = Path(__file__).resolve().parent / "definitions"
-
-
-class AudioLayout(str, Enum):
-    """Which of the two incompatible ``audio_common_msgs`` packages is on the wire."""
-
-    ROS_DRIVERS = "ros-drivers"  # AudioData{uint8[] data}, AudioDataStamped, AudioInfo
-    MGONZS13 = "mgonzs13"  # AudioStamped{Audio{AudioData{float32_data,...}, AudioInfo}}
 
 
 _AUDIO_DIRS = {
@@ -256,9 +249,13 @@ class InterfaceStore:
             raise CdrError(msg) from err
 
 
-@cache
 def get_store(
     distro: str = DEFAULT_DISTRO, audio_layout: AudioLayout | str = AudioLayout.ROS_DRIVERS
 ) -> InterfaceStore:
     """Return the shared store for one distro and audio layout (built once per process)."""
+    return _shared_store(distro, AudioLayout(audio_layout).value)
+
+
+@cache
+def _shared_store(distro: str, audio_layout: str) -> InterfaceStore:
     return InterfaceStore(distro, AudioLayout(audio_layout))

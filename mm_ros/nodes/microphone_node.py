@@ -21,7 +21,7 @@ from mm_ros.core.audio import (
 from mm_ros.core.errors import ConfigError
 from mm_ros.drivers.audio_source import AudioSourceConfig, SourceKind, make_source
 from mm_ros.nodes import convert
-from mm_ros.nodes.params import declare_config, param
+from mm_ros.nodes.params import AUDIO_LAYOUTS, check_choice, declare_config, param
 from mm_ros.nodes.runner import run_node
 
 if TYPE_CHECKING:
@@ -50,9 +50,7 @@ class MicrophoneConfig:
     frame_id: str = param("microphone", "header frame_id")
 
     def __post_init__(self) -> None:
-        if self.audio_layout not in ("ros-drivers", "mgonzs13"):
-            msg = f"audio_layout must be ros-drivers or mgonzs13, found {self.audio_layout!r}"
-            raise ConfigError(msg)
+        check_choice("audio_layout", self.audio_layout, AUDIO_LAYOUTS)
         if self.sample_format not in SampleFormat.__members__:
             msg = (
                 f"sample_format must be one of {sorted(SampleFormat.__members__)}, found "

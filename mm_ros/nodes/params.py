@@ -9,6 +9,9 @@ from __future__ import annotations
 import dataclasses
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from mm_ros.core.audio import AudioLayout
+from mm_ros.core.errors import ConfigError
+
 if TYPE_CHECKING:
     from mm_ros.bus.protocol import Bus
 
@@ -18,6 +21,16 @@ ConfigT = TypeVar("ConfigT")
 def param(default: Any, help_text: str) -> Any:
     """Return a config field that is also a ROS parameter (``help_text`` shows in --help)."""
     return dataclasses.field(default=default, metadata={"help": help_text})
+
+
+def check_choice(name: str, value: str, choices: tuple[str, ...] | list[str]) -> str:
+    """Return ``value`` if it is one of ``choices``, else raise naming both."""
+    if value not in choices:
+        raise ConfigError(f"{name} must be one of {', '.join(choices)}, found {value!r}")
+    return value
+
+
+AUDIO_LAYOUTS = tuple(layout.value for layout in AudioLayout)
 
 
 def declare_config(bus: Bus, cls: type[ConfigT]) -> ConfigT:

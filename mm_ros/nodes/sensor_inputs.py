@@ -17,7 +17,7 @@ from mm_ros.core.images import decode_compressed_image, decode_image
 from mm_ros.core.imu import decode_imu
 from mm_ros.core.intake import Intake
 from mm_ros.core.windows import AudioWindow, FrameWindow, ImuWindow, SensorWindows, WindowConfig
-from mm_ros.nodes.params import param
+from mm_ros.nodes.params import AUDIO_LAYOUTS, check_choice, param
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -48,12 +48,8 @@ class SensorInputsConfig:
     imu_window_s: float = param(5.0, "seconds of IMU kept")
 
     def __post_init__(self) -> None:
-        if self.image_transport not in ("raw", "compressed"):
-            msg = f"image_transport must be raw or compressed, found {self.image_transport!r}"
-            raise ConfigError(msg)
-        if self.audio_layout not in ("ros-drivers", "mgonzs13"):
-            msg = f"audio_layout must be ros-drivers or mgonzs13, found {self.audio_layout!r}"
-            raise ConfigError(msg)
+        check_choice("image_transport", self.image_transport, ("raw", "compressed"))
+        check_choice("audio_layout", self.audio_layout, AUDIO_LAYOUTS)
         for name in ("image_window_s", "audio_window_s", "imu_window_s"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name} must be > 0, found {getattr(self, name)}")

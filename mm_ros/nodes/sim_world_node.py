@@ -18,7 +18,7 @@ from mm_ros.core.errors import ConfigError
 from mm_ros.core.images import encode_image
 from mm_ros.core.imu import encode_imu
 from mm_ros.nodes import convert
-from mm_ros.nodes.params import declare_config, param
+from mm_ros.nodes.params import AUDIO_LAYOUTS, check_choice, declare_config, param
 from mm_ros.nodes.runner import run_node
 from mm_ros.sim.world import World, WorldConfig
 
@@ -48,9 +48,7 @@ class SimWorldConfig:
     ground_truth_topic: str = param("~/ground_truth", "std_msgs/String with per-frame JSON")
 
     def __post_init__(self) -> None:
-        if self.audio_layout not in ("ros-drivers", "mgonzs13"):
-            msg = f"audio_layout must be ros-drivers or mgonzs13, found {self.audio_layout!r}"
-            raise ConfigError(msg)
+        check_choice("audio_layout", self.audio_layout, AUDIO_LAYOUTS)
         if not 0 < self.tick_s <= MAX_TICK_S:
             raise ConfigError(f"tick_s must be in (0, 0.1], found {self.tick_s}")
 

@@ -128,5 +128,5 @@ def test_malformed_inputs_are_counted_and_good_ones_still_arrive(make_zenoh, cap
 def test_bad_parameters_are_config_errors(make_zenoh) -> None:
     from mm_ros.core.errors import ConfigError
 
-    with pytest.raises(ConfigError, match="image_transport must be raw or compressed"):
+    with pytest.raises(ConfigError, match="image_transport must be one of raw, compressed"):
         SensorMonitorNode(make_zenoh("m", ["--ros-args", "-p", "image_transport:=theora"]))

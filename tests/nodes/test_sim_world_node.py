@@ -114,7 +114,7 @@ def test_every_parameter_reaches_the_config(make_zenoh) -> None:
 def test_bad_parameter_values_are_config_errors(make_zenoh) -> None:
     from mm_ros.core.errors import ConfigError
 
-    with pytest.raises(ConfigError, match="audio_layout must be"):
+    with pytest.raises(ConfigError, match="audio_layout must be one of"):
         SimWorldNode(make_zenoh("sim_world", ["--ros-args", "-p", "audio_layout:=wav"]))
 
 
