@@ -128,7 +128,8 @@ def cmd_build(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _machine() -> tuple[GpuIdentity | None, str]:
+def machine_identity() -> tuple[GpuIdentity | None, str]:
+    """Return this machine's TensorRT + GPU identity, or None and why not."""
     from mm_ros.engines.device import gpu_identity
 
     try:
@@ -145,7 +146,8 @@ def _ort_line() -> str:
     return f"onnxruntime {ort.__version__}: providers {', '.join(ort.get_available_providers())}"
 
 
-def _status(entry: Entry, identity: GpuIdentity | None, why_not: str) -> str:
+def entry_status(entry: Entry, identity: GpuIdentity | None, why_not: str) -> str:
+    """Return ``valid here`` or why a cache entry cannot run on this machine."""
     if entry.problem:
         return f"unusable: {entry.problem}"
     if entry.key is None:  # pragma: no cover - a key-less entry always has a problem
@@ -164,7 +166,7 @@ def _status(entry: Entry, identity: GpuIdentity | None, why_not: str) -> str:
 def _report(cache_dir: Path) -> list[tuple[Entry, str]]:
     from mm_ros.engines.cache import EngineCache
 
-    identity, why_not = _machine()
+    identity, why_not = machine_identity()
     if identity is None:
         print(f"TensorRT: no TensorRT engine can be used here: {why_not}")
     else:
@@ -177,7 +179,7 @@ def _report(cache_dir: Path) -> list[tuple[Entry, str]]:
     print(f"cache {cache_dir}: {len(entries)} engine(s)")
     rows = []
     for entry in entries:
-        status = _status(entry, identity, why_not)
+        status = entry_status(entry, identity, why_not)
         key = entry.key
         detail = f"{key.precision} {key.shape_profile} " if key else ""
         print(f"  {entry.name}  {detail}{entry.path.name}: {status}")

@@ -17,6 +17,7 @@ SUBCOMMANDS = [
     "mm_ros.cli.interfaces_cmd",
     "mm_ros.cli.bus_cmd",
     "mm_ros.cli.demo_cmd",
+    "mm_ros.cli.doctor_cmd",
     "mm_ros.cli.engines_cmd",
 ]
 
