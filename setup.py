@@ -7,7 +7,7 @@ from setuptools.command.build_py import build_py
 
 
 class BuildPyWithInterfaces(build_py):
-    """Copy <repo>/msg and <repo>/action to mm_ros/interfaces/definitions/mm_ros/ in the wheel."""
+    """Ship msg/ + action/ (definitions) and launch/ + config/ (share) inside the wheel."""
 
     def run(self) -> None:
         """Build as usual, then add the interface definitions."""
@@ -17,6 +17,12 @@ class BuildPyWithInterfaces(build_py):
         for kind in ("msg", "action"):
             for source in sorted((root / kind).glob(f"*.{kind}")):
                 out = target / kind / source.name
+                out.parent.mkdir(parents=True, exist_ok=True)
+                out.write_bytes(source.read_bytes())
+        share = Path(self.build_lib) / "mm_ros" / "share"  # `$(find-pkg-share mm_ros)` for pip
+        for folder in ("launch", "config"):
+            for source in sorted((root / folder).glob("*.yaml")):
+                out = share / folder / source.name
                 out.parent.mkdir(parents=True, exist_ok=True)
                 out.write_bytes(source.read_bytes())
 

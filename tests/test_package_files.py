@@ -84,3 +84,4 @@ def test_wheel_ships_our_definitions(tmp_path: Path) -> None:
     assert "mm_ros/interfaces/definitions/mm_ros/action/Ask.action" in names
     assert "mm_ros/interfaces/definitions/vision_msgs/msg/Detection2D.msg" in names
     assert "mm_ros/py.typed" in names
+    assert "mm_ros/share/launch/demo.launch.yaml" in names

@@ -18,6 +18,7 @@ SUBCOMMANDS = [
     "mm_ros.cli.bus_cmd",
     "mm_ros.cli.demo_cmd",
     "mm_ros.cli.doctor_cmd",
+    "mm_ros.cli.launch_cmd",
     "mm_ros.cli.engines_cmd",
 ]
 

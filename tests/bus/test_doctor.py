@@ -12,13 +12,17 @@ SECTIONS = ["[python]", "[packages]", "[gpu]", "[engines]", "[ros2]", "[bus]", "
 
 
 def doctor(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "mm_ros.cli.main", "doctor", *args],
-                          capture_output=True, text=True, timeout=120, check=False)
+    return subprocess.run(
+        [sys.executable, "-m", "mm_ros.cli.main", "doctor", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
 
 
 def test_every_section_and_the_graph(router: str, make_zenoh) -> None:
-    make_zenoh("camera").create_publisher("/camera/image_raw", "sensor_msgs/msg/Image",
-                                          SENSOR_DATA)
+    make_zenoh("camera").create_publisher("/camera/image_raw", "sensor_msgs/msg/Image", SENSOR_DATA)
     out = doctor("--connect", router)
     assert out.returncode == 0, out.stderr
     positions = [out.stdout.index(s) for s in SECTIONS]
