@@ -57,8 +57,11 @@ class BusConfig:
     domain: int = 0  # ROS_DOMAIN_ID: first chunk of every key
     distro: str = "jazzy"  # humble puts TypeHashNotSupported where a hash goes
     audio_layout: str = "ros-drivers"
-    shared_memory: bool = True  # Zenoh SHM between peers on one host
-    shm_threshold_bytes: int = 64 * 1024  # smaller payloads are cheaper to copy than to share
+    # Zenoh's transport-level shared memory between peers on one host: Zenoh moves big
+    # payloads through SHM by itself. Measured here on a 6 MB frame: 5.3 ms with it on, 13.7 ms
+    # with it off, and 9.3 ms when we copied into an explicit SHM buffer ourselves (the Python
+    # API of zenoh 1.10 needs extra copies there), so we only switch the transport setting.
+    shared_memory: bool = True
     connect_timeout_s: float = 5.0  # how long to look for the router before failing
 
     def __post_init__(self) -> None:

@@ -147,7 +147,7 @@ class ZenohPublisher:
             attachment = naming.pack_attachment(
                 next(self._sequence), time.time_ns(), self._endpoint.gid
             )
-            self._pub.put(self._bus.payload(data), attachment=attachment)
+            self._pub.put(data, attachment=attachment)
 
     def close(self) -> None:
         with contextlib.suppress(Exception):
@@ -411,7 +411,6 @@ class ZenohBus:
         self._closed = threading.Event()
         self._entities: list[Any] = []
         self._tokens: list[Any] = []
-        self._shm: Any = None
         self.executor = _Executor(self.fully_qualified_name, self.log)
         self._declare_token(
             node_token(
@@ -559,24 +558,6 @@ class ZenohBus:
         timer = ZenohTimer(self, period_s, callback)
         self._entities.append(timer)
         return timer
-
-    def payload(self, data: bytes | bytearray) -> Any:
-        """Wrap outgoing bytes, in a shared-memory buffer when that pays (big frames)."""
-        if not self.config.shared_memory or len(data) < self.config.shm_threshold_bytes:
-            return data
-        import zenoh
-        from zenoh.shm import ShmProvider
-
-        try:
-            if self._shm is None:
-                self._shm = ShmProvider.default_backend(max(64 << 20, 4 * len(data)))
-            buf = self._shm.alloc(len(data))
-            buf[:] = data
-            return zenoh.ZBytes(buf)
-        except Exception as err:  # noqa: BLE001 - no SHM here (limits): bytes still work
-            self.log.debug("shared memory unavailable, sending bytes: %s", err)
-            self.config = BusConfig(**{**self.config.__dict__, "shared_memory": False})
-            return data
 
     # -- clock and parameters -----------------------------------------------------------
 
