@@ -49,7 +49,8 @@ def parse_value(text: str) -> Any:
         raise RosArgsError(f"parameter value {text!r} is not valid YAML: {err}") from err
 
 
-def _assignment(token: str, flag: str) -> tuple[str, str]:
+def assignment(token: str, flag: str) -> tuple[str, str]:
+    """Split ``NAME:=VALUE`` (remaps, parameters, launch arguments); ``flag`` names the option."""
     if ":=" not in token:
         raise RosArgsError(f"{flag} expects NAME:=VALUE, found {token!r}")
     name, value = token.split(":=", 1)
@@ -83,7 +84,7 @@ def parse_ros_args(argv: list[str]) -> RosArgs:  # noqa: PLR0912 - a flat token 
             if value is None:
                 raise RosArgsError(f"{token} needs a value at the end of --ros-args")
             if token in ("-r", "--remap"):
-                source, target = _assignment(value, token)
+                source, target = assignment(value, token)
                 if source == "__node":
                     node_name = target
                 elif source == "__ns":
@@ -91,7 +92,7 @@ def parse_ros_args(argv: list[str]) -> RosArgs:  # noqa: PLR0912 - a flat token 
                 else:
                     remaps.append(Remap(source, target))
             elif token in ("-p", "--param"):
-                name, raw = _assignment(value, token)
+                name, raw = assignment(value, token)
                 params[name] = parse_value(raw)
             elif token == "--params-file":
                 path = Path(value)

@@ -435,13 +435,9 @@ def _bag_record(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from mm_ros.bus.bags import record
+    from mm_ros.bus.ros_args import assignment
 
-    given = {}
-    for item in args.type:
-        if ":=" not in item:
-            raise ConfigError(f"--type expects TOPIC:=TYPE, found {item!r}")
-        topic, typename = item.split(":=", 1)
-        given[topic] = typename
+    given = dict(assignment(item, "--type") for item in args.type)
     stop = _stop_on_signals()
     with open_cli_bus(args) as bus:
         topics = {}

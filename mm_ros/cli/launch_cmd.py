@@ -51,17 +51,13 @@ def resolve_file(name: str) -> Path:
 
 def _launch(args: argparse.Namespace) -> int:
     from mm_ros.bus.protocol import DEFAULT_CONNECT, BusUnavailableError
+    from mm_ros.bus.ros_args import assignment
     from mm_ros.bus.zenoh_session import Router
     from mm_ros.cli.executables import EXECUTABLES
     from mm_ros.launching.context import expand
     from mm_ros.launching.supervisor import Supervisor
 
-    values = {}
-    for item in args.arguments:
-        if ":=" not in item:
-            raise ConfigError(f"launch arguments are name:=value, found {item!r}")
-        key, value = item.split(":=", 1)
-        values[key] = value
+    values = dict(assignment(item, "a launch argument") for item in args.arguments)
     path = resolve_file(args.file)
     specs = expand(path, values, executables=set(EXECUTABLES))
     if args.dry_run:
