@@ -52,7 +52,8 @@ def test_ten_second_stream_stays_under_budget_and_keeps_audio_and_imu(
         window = sum(s for t, _, s in sent if start * S <= t < (start + 2) * S)
         assert 8 * window <= budget_mbps * 1e6 * (2 + ctrl.config.burst_s)
     kinds = [k for _, k, _ in sent]
-    assert kinds.count("imu") == 2000 and kinds.count("audio") == 500  # never starved
+    assert kinds.count("imu") == 2000
+    assert kinds.count("audio") == 500
     assert kinds.count("image") >= min_frames
     assert 8 * sum(s for _, _, s in sent) / 10 > 0.5 * budget_mbps * 1e6  # the budget is used
 
@@ -67,7 +68,8 @@ def test_tight_budget_lowers_quality_before_frame_rate() -> None:
 def test_no_budget_sends_every_frame_at_the_configured_quality() -> None:
     sent, ctrl = simulate(0.0, seconds=2.0)
     assert [k for _, k, _ in sent].count("image") == 60
-    assert ctrl.quality == 90 and ctrl.frames_dropped == 0
+    assert ctrl.quality == 90
+    assert ctrl.frames_dropped == 0
 
 
 def test_max_fps_drops_frames_offered_too_fast() -> None:
@@ -77,7 +79,8 @@ def test_max_fps_drops_frames_offered_too_fast() -> None:
         now = i * S // 30
         if ctrl.want_frame(now) and ctrl.offer_frame(1000, now):
             accepted += 1
-    assert accepted == 10 and ctrl.frames_dropped == 20
+    assert accepted == 10
+    assert ctrl.frames_dropped == 20
 
 
 @pytest.mark.parametrize(

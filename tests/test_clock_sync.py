@@ -45,7 +45,8 @@ def test_short_history_estimates_offset_only() -> None:
     for sample in exchanges(2.5 * S, 100e-6, 4, 0.1):
         f.add(sample)
     est = f.estimate()
-    assert est is not None and est.drift == 0.0
+    assert est is not None
+    assert est.drift == 0.0
     assert abs(est.offset_ns - 2.5 * S) < 1e6
 
 
@@ -67,7 +68,8 @@ def test_negative_round_trip_is_rejected_and_counted() -> None:
     f = ClockOffsetFilter()
     assert f.estimate() is None
     f.add(ClockSample(10, 5, 5))
-    assert f.rejected == 1 and len(f) == 0
+    assert f.rejected == 1
+    assert len(f) == 0
 
 
 def test_config_is_validated() -> None:

@@ -13,6 +13,7 @@ EXECUTABLES: dict[str, str] = {
     "microphone": "mm_ros.nodes.microphone_node:main",
     "sensor_monitor": "mm_ros.nodes.sensor_monitor_node:main",
     "sim_world": "mm_ros.nodes.sim_world_node:main",
+    "time_server": "mm_ros.nodes.time_server_node:main",
 }
 
 
