@@ -48,6 +48,9 @@ class StreamConfig:
 
     connect: str = "tcp/127.0.0.1:7447"  # the robot's router
     node_name: str = "headset"
+    # Zenoh shared memory only helps a process on the robot's own host; a headset is another
+    # host, and a benchmark that emulates one must not let frames bypass the link through it.
+    shared_memory: bool = False
     namespace: str = "/"
     transport: str = "compressed"  # compressed: JPEG CompressedImage; raw: rgb8 Image
     image_topic: str = "headset/camera/image_raw/compressed"
@@ -116,7 +119,9 @@ class HeadsetStreamer:
             bus = ZenohBus(
                 c.node_name,
                 namespace=c.namespace,
-                config=BusConfig(connect=(c.connect,), mode="client"),
+                config=BusConfig(
+                    connect=(c.connect,), mode="client", shared_memory=c.shared_memory
+                ),
             )
         self.bus = bus
         self._lock = threading.Lock()
