@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import itertools
 import logging
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import cv2
@@ -18,6 +15,7 @@ from mm_ros.bus.protocol import as_array
 from mm_ros.bus.zenoh_bus import wait_until
 from mm_ros.core.errors import CameraDeviceError
 from mm_ros.nodes.camera_node import CameraNode
+from tests.nodes.helpers import run_executable
 from tests.test_camera_yaml import CALIBRATION
 
 W, H, N = 64, 48, 12
@@ -152,23 +150,7 @@ def test_missing_device_and_unreachable_url_are_clear_errors(make_zenoh, router:
         bus = make_zenoh("camera", ["--ros-args", "-p", f"source:={source}"])
         with pytest.raises(CameraDeviceError, match=expected):
             CameraNode(bus)
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "mm_ros.cli.main",
-            "run",
-            "camera",
-            "--ros-args",
-            "-p",
-            "source:=/no/such/file.avi",
-        ],
-        env=dict(os.environ, MM_ROS_CONNECT=router),
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    proc = run_executable("camera", router, "source:=/no/such/file.avi")
     assert proc.returncode == 1, proc.stderr
     assert "camera: error:" in proc.stderr
     assert "/no/such/file.avi" in proc.stderr
