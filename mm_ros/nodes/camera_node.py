@@ -115,12 +115,8 @@ class CameraNode:
         self._warned_size = False
         self._source = CameraSource(c.source_config())
         self._source.start(self._on_frame)
-        log.info(
-            "camera %s (%s) at %.1f fps",
-            c.source,
-            self._source.kind.value,
-            self._source.playback_fps,
-        )
+        log.info("camera %s (%s) at %.1f fps", c.source, self._source.kind.value,
+                 self._source.playback_fps)  # fmt: skip
 
     def _on_frame(self, frame: Frame) -> None:
         c, stamp = self.config, frame.stamp_ns
@@ -133,18 +129,10 @@ class CameraNode:
             fields = convert.compressed_image(data, "jpeg", stamp, c.frame_id)
             self._compressed.publish(self._make["CompressedImage"](**fields))
         if self._info is not None and self._model is not None:
-            if not self._warned_size and (frame.width, frame.height) != (
-                self._model.width,
-                self._model.height,
-            ):
+            size, calibrated = (frame.width, frame.height), (self._model.width, self._model.height)
+            if size != calibrated and not self._warned_size:
                 self._warned_size = True
-                log.warning(
-                    "frames are %dx%d but the calibration is for %dx%d",
-                    frame.width,
-                    frame.height,
-                    self._model.width,
-                    self._model.height,
-                )
+                log.warning("frames are %dx%d but the calibration is for %dx%d", *size, *calibrated)
             info = convert.camera_info(encode_camera_info(self._model), stamp, c.frame_id)
             self._info.publish(self._make["CameraInfo"](**info))
         self.published += 1
