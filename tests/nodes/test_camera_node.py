@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import logging
 from pathlib import Path
@@ -13,8 +14,8 @@ import pytest
 from mm_ros.bus import SENSOR_DATA
 from mm_ros.bus.protocol import as_array
 from mm_ros.bus.zenoh_bus import wait_until
-from mm_ros.core.errors import CameraDeviceError
-from mm_ros.nodes.camera_node import CameraNode
+from mm_ros.core.errors import CameraDeviceError, ConfigError
+from mm_ros.nodes.camera_node import CameraConfig, CameraNode
 from tests.nodes.helpers import run_executable
 from tests.test_camera_yaml import CALIBRATION
 
@@ -154,3 +155,46 @@ def test_missing_device_and_unreachable_url_are_clear_errors(make_zenoh, router:
     assert proc.returncode == 1, proc.stderr
     assert "camera: error:" in proc.stderr
     assert "/no/such/file.avi" in proc.stderr
+
+
+def test_every_parameter_reaches_the_config(make_zenoh, tmp_path: Path) -> None:
+    video, calib = tmp_path / "clip.avi", tmp_path / "calib.yaml"
+    write_video(video)
+    calib.write_text(CALIBRATION)
+    overrides = {
+        "source": str(video),
+        "width": 64,
+        "height": 48,
+        "fps": 5.0,
+        "fourcc": "MJPG",
+        "loop": True,
+        "reconnect_s": 0.5,
+        "list_devices": True,
+        "transport": "compressed",
+        "jpeg_quality": 70,
+        "image_topic": "img",
+        "compressed_topic": "img/jpeg",
+        "camera_info_topic": "info",
+        "camera_info_url": f"file://{calib}",
+        "frame_id": "cam",
+    }
+    assert set(overrides) == {f.name for f in dataclasses.fields(CameraConfig)}
+    args = ["--ros-args"]
+    for name, value in overrides.items():
+        args += ["-p", f"{name}:={str(value).lower() if isinstance(value, bool) else value}"]
+    node = CameraNode(make_zenoh("camera", args))
+    try:
+        assert dataclasses.asdict(node.config) == overrides
+        assert node._source.config.fourcc == "MJPG"
+        assert node._source.config.reconnect_s == 0.5
+    finally:
+        node.close()
+
+
+@pytest.mark.parametrize(
+    ("param", "message"),
+    [("transport:=jpeg", "transport must be one of"), ("jpeg_quality:=0", "jpeg_quality")],
+)
+def test_bad_parameters_are_config_errors(make_zenoh, param: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        CameraNode(make_zenoh("camera", ["--ros-args", "-p", param]))
