@@ -20,6 +20,7 @@ from mm_ros.bus.naming import LATCHED, RELIABLE, SENSOR_DATA
 from mm_ros.bus.protocol import BusConfig, BusTimeoutError
 from mm_ros.core.audio import SampleFormat, encode_audio_ros_drivers, pcm_to_float
 from mm_ros.core.bandwidth import BandwidthConfig, BandwidthController
+from mm_ros.core.camera import encode_camera_info
 from mm_ros.core.errors import ConfigError
 from mm_ros.core.images import encode_compressed_image, encode_image
 from mm_ros.core.imu import encode_imu
@@ -34,12 +35,14 @@ if TYPE_CHECKING:
 
     from mm_ros.bus.protocol import Bus
     from mm_ros.core.clock_sync import ClockEstimate
+    from mm_ros.core.sensors import CameraModel
 
 log = logging.getLogger("mm_ros.stream")
 # Bytes a message carries besides its data (header, sizes, CDR alignment): charged to the budget.
 IMAGE_OVERHEAD_BYTES = 96
 AUDIO_OVERHEAD_BYTES = 48
 IMU_MESSAGE_BYTES = 352  # sensor_msgs/Imu: header + 37 float64
+CAMERA_INFO_BYTES = 400  # sensor_msgs/CameraInfo: header, 5 + 9 + 9 + 12 float64, ROI
 
 
 @dataclass(frozen=True)
@@ -54,6 +57,7 @@ class StreamConfig:
     namespace: str = "/"
     transport: str = "compressed"  # compressed: JPEG CompressedImage; raw: rgb8 Image
     image_topic: str = "headset/camera/image_raw/compressed"
+    camera_info_topic: str = "headset/camera/camera_info"  # with each frame, given a camera
     audio_topic: str = "headset/audio/audio_stamped"
     audio_info_topic: str = "headset/audio/audio_info"
     imu_topic: str = "headset/imu/data"
@@ -93,7 +97,8 @@ class HeadsetStreamer:
 
     ``send_*`` may be called from any thread (one lock serialises budget and publishing);
     each returns at once. Stamps are ns in the headset clock (``clock_ns``, default wall time);
-    omitted stamps mean "now".
+    omitted stamps mean "now". Given ``camera`` (intrinsics), a ``CameraInfo`` with the frame's
+    stamp follows every frame sent.
     """
 
     def __init__(
@@ -102,6 +107,7 @@ class HeadsetStreamer:
         *,
         clock_ns: Callable[[], int] = time.time_ns,
         bus: Bus | None = None,
+        camera: CameraModel | None = None,
         **settings: Any,
     ) -> None:
         known = {f.name for f in fields(StreamConfig)}
@@ -141,6 +147,13 @@ class HeadsetStreamer:
             c.audio_info_topic, "audio_common_msgs/msg/AudioInfo", LATCHED
         )
         self._imu = bus.create_publisher(c.imu_topic, "sensor_msgs/msg/Imu", SENSOR_DATA)
+        self._camera_info = encode_camera_info(camera) if camera is not None else None
+        self._info_pub = (
+            bus.create_publisher(c.camera_info_topic, "sensor_msgs/msg/CameraInfo", SENSOR_DATA)
+            if camera is not None
+            else None
+        )
+        self._make_camera_info = bus.msg("sensor_msgs/msg/CameraInfo")
         self._info_sent: tuple[int, int] | None = None
         self._last_stamp: dict[str, int] = {}  # per stream, to keep stamps increasing
         self._stamp_lock = threading.Lock()
@@ -226,9 +239,13 @@ class HeadsetStreamer:
                 encoded = encode_image(frame)
                 data = encoded.data
                 fields_ = convert.image(encoded, frame.stamp_ns, c.camera_frame_id)
-            if not self._budget.offer_frame(len(data) + IMAGE_OVERHEAD_BYTES, now):
+            info_bytes = CAMERA_INFO_BYTES if self._camera_info is not None else 0
+            if not self._budget.offer_frame(len(data) + IMAGE_OVERHEAD_BYTES + info_bytes, now):
                 return False
             self._image.publish(self._make[self._image_type](**fields_))
+            if self._info_pub is not None and self._camera_info is not None:
+                info = convert.camera_info(self._camera_info, frame.stamp_ns, c.camera_frame_id)
+                self._info_pub.publish(self._make_camera_info(**info))
             self.sent["image"] += 1
         return True
 

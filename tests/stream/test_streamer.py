@@ -13,8 +13,14 @@ import pytest
 from mm_ros.bus import RELIABLE, SENSOR_DATA
 from mm_ros.bus.zenoh_bus import wait_until
 from mm_ros.core.errors import ConfigError
+from mm_ros.core.sensors import CameraModel
 from mm_ros.stream import HeadsetStreamer, TimeServer
-from mm_ros.stream.streamer import AUDIO_OVERHEAD_BYTES, IMAGE_OVERHEAD_BYTES, IMU_MESSAGE_BYTES
+from mm_ros.stream.streamer import (
+    AUDIO_OVERHEAD_BYTES,
+    CAMERA_INFO_BYTES,
+    IMAGE_OVERHEAD_BYTES,
+    IMU_MESSAGE_BYTES,
+)
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "headset_stream.py"
 TOPICS = {
@@ -106,7 +112,14 @@ def test_budget_holds_on_the_wire_and_audio_and_imu_all_arrive(make_zenoh, route
     robot = make_zenoh("robot")
     got = subscribe_all(robot)
     budget_mbps, seconds = 2.0, 3.0
-    headset = HeadsetStreamer(router, budget_mbps=budget_mbps, time_sync=False, node_name="lim")
+    infos: list = []
+    robot.create_subscription(
+        "/headset/camera/camera_info", "sensor_msgs/msg/CameraInfo", infos.append, SENSOR_DATA
+    )
+    camera = CameraModel(320, 240, (300.0, 0.0, 160.0, 0.0, 300.0, 120.0, 0.0, 0.0, 1.0), "", ())
+    headset = HeadsetStreamer(
+        router, budget_mbps=budget_mbps, time_sync=False, node_name="lim", camera=camera
+    )
     rng = np.random.default_rng(0)
     frames = [
         np.kron(rng.integers(0, 256, (60, 80, 3), dtype=np.uint8), np.ones((4, 4, 1), np.uint8))
@@ -130,10 +143,13 @@ def test_budget_holds_on_the_wire_and_audio_and_imu_all_arrive(make_zenoh, route
         sum(len(m.data) + IMAGE_OVERHEAD_BYTES for m in got["image"])
         + sum(len(m.audio.data) + AUDIO_OVERHEAD_BYTES for m in got["audio"])
         + IMU_MESSAGE_BYTES * len(got["imu"])
+        + CAMERA_INFO_BYTES * len(infos)
     )
     assert 8 * wire / elapsed <= budget_mbps * 1e6
     assert len(got["audio"]) == int(seconds * 50)
     assert len(got["image"]) >= 10
+    assert [stamp(m) for m in infos] == [stamp(m) for m in got["image"]]  # one per frame
+    assert infos[0].k[0] == 300.0
     assert headset.status()["frames_dropped"] != "0" or len(got["image"]) < seconds * 200 / 7
 
 
