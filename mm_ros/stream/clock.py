@@ -80,6 +80,7 @@ class ClockClient:
         self._clock_ns = clock_ns
         self._lock = threading.Lock()
         self._pending: set[int] = set()
+        self._estimate: ClockEstimate | None = None  # refit per answer, read per message
         self._make = bus.msg(TIME_REFERENCE)
         self._request = bus.create_publisher(request_topic, TIME_REFERENCE, RELIABLE)
         self._answers = bus.create_subscription(
@@ -112,8 +113,8 @@ class ClockClient:
                 return
             self._pending.discard(t1)
             self.filter.add(ClockSample(t1, _ns(answer.header.stamp), t3))
+            self._estimate = self.filter.estimate()
 
     def estimate(self) -> ClockEstimate | None:
         """Return the current estimate of the robot clock (None before the first answer)."""
-        with self._lock:
-            return self.filter.estimate()
+        return self._estimate

@@ -189,20 +189,25 @@ class HeadsetStreamer:
 
     def wait_for_clock(self, timeout_s: float = 5.0, min_samples: int = 4) -> ClockEstimate:
         """Block until ``min_samples`` exchanges are in (`BusTimeoutError` if none answers)."""
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            estimate = self.clock_estimate()
-            if (
-                estimate is not None
-                and self.clock is not None
-                and len(self.clock.filter) >= min_samples
-            ):
-                return estimate
-            time.sleep(0.02)
-        raise BusTimeoutError(
-            f"no clock estimate after {timeout_s} s: is a time server answering on "
-            f"{self.config.time_request_topic}? (mm-ros run time_server on the robot)"
-        )
+        from mm_ros.bus.zenoh_bus import wait_until
+
+        clock = self.clock
+        if clock is None:
+            raise ConfigError("wait_for_clock needs time_sync=True")
+        try:
+            wait_until(
+                lambda: clock.estimate() is not None and len(clock.filter) >= min_samples,
+                timeout_s,
+                "clock exchanges",
+            )
+        except BusTimeoutError as err:
+            raise BusTimeoutError(
+                f"no clock estimate after {timeout_s} s: is a time server answering on "
+                f"{self.config.time_request_topic}? (mm-ros run time_server on the robot)"
+            ) from err
+        estimate = clock.estimate()
+        assert estimate is not None  # the wait saw one; estimates are never withdrawn
+        return estimate
 
     def robot_stamp(self, local_ns: int | None) -> int:
         """Convert a headset stamp (None: now) to the robot clock when an estimate exists."""
