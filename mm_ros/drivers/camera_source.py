@@ -25,6 +25,7 @@ log = logging.getLogger("mm_ros.camera")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".ppm", ".pgm")
 URL_SCHEMES = ("rtsp://", "rtsps://", "http://", "https://", "udp://", "tcp://")
 NS_PER_S = 1_000_000_000
+URL_TIMEOUT_MS = 5000  # open/read timeout for network streams; then the reconnect loop takes over
 
 
 class SourceKind(enum.Enum):
@@ -136,6 +137,10 @@ class CameraSource:
             if isinstance(target, str) and not Path(target).exists():
                 raise CameraDeviceError(f"camera device {target} does not exist: {list_devices()}")
             capture = cv2.VideoCapture(target, cv2.CAP_V4L2)
+        elif self.kind is SourceKind.URL:  # a stalled stream must fail a read, not hang it
+            timeouts = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, URL_TIMEOUT_MS,
+                        cv2.CAP_PROP_READ_TIMEOUT_MSEC, URL_TIMEOUT_MS]  # fmt: skip
+            capture = cv2.VideoCapture(c.source, cv2.CAP_FFMPEG, timeouts)
         else:
             capture = cv2.VideoCapture(c.source)
         if not capture.isOpened():

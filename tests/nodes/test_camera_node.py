@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
+import http.server
 import itertools
 import logging
+import threading
 from pathlib import Path
 
 import cv2
@@ -198,3 +201,40 @@ def test_every_parameter_reaches_the_config(make_zenoh, tmp_path: Path) -> None:
 def test_bad_parameters_are_config_errors(make_zenoh, param: str, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         CameraNode(make_zenoh("camera", ["--ros-args", "-p", param]))
+
+
+def test_http_stream_that_drops_is_reconnected_until_the_server_is_gone(
+    make_zenoh, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    write_video(tmp_path / "clip.avi")
+
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(
+        ("127.0.0.1", 0), functools.partial(Quiet, directory=str(tmp_path))
+    )
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}/clip.avi"
+    observer = make_zenoh("observer")
+    frames: list = []
+    observer.create_subscription(
+        "/camera/image_raw", "sensor_msgs/msg/Image", frames.append, SENSOR_DATA
+    )
+    bus = make_zenoh("camera", ["--ros-args", "-p", f"source:={url}", "-p", "reconnect_s:=0.05"])
+    wait_until(lambda: observer.count_subscribers("/camera/image_raw") > 0, 10, "observer")
+    caplog.set_level(logging.WARNING, logger="mm_ros.camera")
+    node = CameraNode(bus)
+    try:  # each HTTP response ends after 12 frames: a stream that drops, reopened each time
+        wait_until(lambda: len(frames) >= 2 * N, 10, "frames from two connections")
+        assert "the stream stopped delivering; reconnecting" in caplog.text
+        server.shutdown()
+        server.server_close()
+        attempts = node._source.reconnects
+        wait_until(lambda: node._source.reconnects >= attempts + 3, 10, "reconnect attempts")
+        assert "could not open url" in caplog.text
+        assert node._source._thread is not None
+        assert node._source._thread.is_alive()
+    finally:
+        node.close()
