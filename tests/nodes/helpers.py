@@ -18,3 +18,11 @@ def run_executable(name: str, router: str, *params: str) -> subprocess.Completed
         timeout=60,
         check=False,
     )
+
+
+def ros_args(params: dict[str, object]) -> list[str]:
+    """``--ros-args -p name:=value ...`` for ``params`` (booleans written as ROS does)."""
+    args = ["--ros-args"]
+    for name, value in params.items():
+        args += ["-p", f"{name}:={str(value).lower() if isinstance(value, bool) else value}"]
+    return args

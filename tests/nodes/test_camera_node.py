@@ -19,7 +19,7 @@ from mm_ros.bus.protocol import as_array
 from mm_ros.bus.zenoh_bus import wait_until
 from mm_ros.core.errors import CameraDeviceError, ConfigError
 from mm_ros.nodes.camera_node import CameraConfig, CameraNode
-from tests.nodes.helpers import run_executable
+from tests.nodes.helpers import ros_args, run_executable
 from tests.test_camera_yaml import CALIBRATION
 
 W, H, N = 64, 48, 12
@@ -182,10 +182,7 @@ def test_every_parameter_reaches_the_config(make_zenoh, tmp_path: Path) -> None:
         "frame_id": "cam",
     }
     assert set(overrides) == {f.name for f in dataclasses.fields(CameraConfig)}
-    args = ["--ros-args"]
-    for name, value in overrides.items():
-        args += ["-p", f"{name}:={str(value).lower() if isinstance(value, bool) else value}"]
-    node = CameraNode(make_zenoh("camera", args))
+    node = CameraNode(make_zenoh("camera", ros_args(overrides)))
     try:
         assert dataclasses.asdict(node.config) == overrides
         assert node._source.config.fourcc == "MJPG"
