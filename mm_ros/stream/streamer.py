@@ -255,10 +255,15 @@ class HeadsetStreamer:
         return True
 
     def send_audio(self, samples: NDArray[Any], rate_hz: int, stamp_ns: int | None = None) -> None:
-        """Publish (N,) or (N, C) samples (float in [-1, 1] or integer PCM) stamped at sample 0."""
+        """Publish (N,) or (N, C) samples (float in [-1, 1] or integer PCM) stamped at sample 0.
+
+        Without a stamp the chunk is taken as just captured: sample 0 is its duration ago.
+        """
         c = self.config
         block = pcm_to_float(np.asarray(samples))
         block = block.reshape(-1, 1) if block.ndim == 1 else block
+        if stamp_ns is None:
+            stamp_ns = self._clock_ns() - block.shape[0] * 1_000_000_000 // int(rate_hz)
         chunk = AudioChunk(self._stream_stamp("audio", stamp_ns), int(rate_hz), block)
         stamped, info = convert.audio_ros_drivers(
             encode_audio_ros_drivers(chunk, SampleFormat[c.sample_format]),
