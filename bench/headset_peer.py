@@ -3,7 +3,8 @@
     python bench/headset_peer.py CONNECT TRANSPORT BUDGET_MBPS SECONDS
 
 640x480 frames at 25 fps (a textured scene that JPEG cannot shrink to nothing), 20 ms audio
-chunks at 50 Hz, IMU at 200 Hz; stamps = wall time at the send call (same host as the robot).
+chunks at 50 Hz, IMU at 200 Hz; every stamp = wall time at the send call (same host as the
+robot), audio included, so latency is send → arrival, not capture → arrival.
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ def main() -> None:
             tick += 1
             headset.send_imu((0.0, 0.0, 9.81), (0.0, 0.0, 0.1))
             if tick % 4 == 0:
-                headset.send_audio(np.zeros(320, np.int16), 16000)
+                headset.send_audio(np.zeros(320, np.int16), 16000, time.time_ns())  # send time
             if tick % 8 == 0:
                 headset.send_frame(np.roll(scene, tick, axis=1))
             time.sleep(max(0.0, start + tick / 200 - time.monotonic()))
