@@ -23,6 +23,9 @@ FORBIDDEN = {
     # capture sources: sounddevice only once a device is opened, never a bus
     "mm_ros.drivers.sounddevice_source": [*HEAVY, "mm_ros.bus", "sounddevice", "cv2"],
     "mm_ros.drivers.wav_source": [*HEAVY, "mm_ros.bus", "sounddevice", "cv2"],
+    "mm_ros.drivers.camera_source": [*HEAVY, "mm_ros.bus", "cv2"],  # OpenCV once a source opens
+    # the headset's streaming API: pip-only, no ROS 2 and no model runtimes
+    "mm_ros.stream": ["rclpy", "torch", "tensorrt", "onnxruntime", "transformers"],
     # adapters are torch modules; runtimes and buses are not theirs to import
     "mm_ros.adapters": [*NO_RUNTIMES, "torch"],
     "mm_ros.adapters.build": NO_RUNTIMES,

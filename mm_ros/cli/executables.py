@@ -9,9 +9,11 @@ import importlib
 
 EXECUTABLES: dict[str, str] = {
     "mm-ros": "mm_ros.cli.main:main",
+    "camera": "mm_ros.nodes.camera_node:main",
     "microphone": "mm_ros.nodes.microphone_node:main",
     "sensor_monitor": "mm_ros.nodes.sensor_monitor_node:main",
     "sim_world": "mm_ros.nodes.sim_world_node:main",
+    "time_server": "mm_ros.nodes.time_server_node:main",
 }
 
 

@@ -77,6 +77,10 @@ class AudioDeviceError(MmRosError):
     """The audio backend (PortAudio) or the requested capture device is unavailable."""
 
 
+class CameraDeviceError(MmRosError):
+    """A camera device, video file, stream URL or image folder cannot be opened or read."""
+
+
 class AdapterError(MmRosError):
     """Base class of modality-adapter errors (checkpoints, inputs, model construction)."""
 

@@ -64,3 +64,8 @@ def audio_mgonzs13(fields: Mgonzs13Audio, stamp_ns: int, frame_id: str) -> dict[
     values = fields._asdict()
     info = {k: values.pop(k) for k in ("format", "channels", "rate", "chunk")}
     return {"header": header(stamp_ns, frame_id), "audio": {"audio_data": values, "info": info}}
+
+
+def compressed_image(data: bytes, format: str, stamp_ns: int, frame_id: str) -> dict[str, Any]:
+    """Return ``sensor_msgs/CompressedImage`` fields (``format``: jpeg or png)."""
+    return {"header": header(stamp_ns, frame_id), "format": format, "data": data}

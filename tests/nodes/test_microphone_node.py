@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +11,7 @@ from mm_ros.bus.zenoh_bus import wait_until
 from mm_ros.core.audio import decode_audio_ros_drivers
 from mm_ros.drivers.wav_source import write_wav
 from mm_ros.nodes.microphone_node import MicrophoneNode
+from tests.nodes.helpers import run_executable
 
 
 def test_wav_source_publishes_the_file_in_stamped_chunks(make_zenoh, tmp_path: Path) -> None:
@@ -48,23 +46,7 @@ def test_wav_source_publishes_the_file_in_stamped_chunks(make_zenoh, tmp_path: P
 
 
 def test_missing_portaudio_or_device_is_a_clear_runtime_error(router: str) -> None:
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "mm_ros.cli.main",
-            "run",
-            "microphone",
-            "--ros-args",
-            "-p",
-            "device:=no-such-device-xyz",
-        ],
-        env=dict(os.environ, MM_ROS_CONNECT=router),
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    proc = run_executable("microphone", router, "device:=no-such-device-xyz")
     assert proc.returncode == 1
     assert "microphone: error:" in proc.stderr
     assert "PortAudio" in proc.stderr or "no-such-device-xyz" in proc.stderr

@@ -19,6 +19,7 @@ from mm_ros.bus.zenoh_bus import wait_until
 from mm_ros.core.audio import decode_audio_ros_drivers
 from mm_ros.core.images import decode_image
 from mm_ros.nodes.sim_world_node import SimWorldConfig, SimWorldNode
+from tests.nodes.helpers import ros_args
 
 
 def listen(node, topics: dict[str, tuple[str, object]]) -> dict[str, list]:
@@ -101,10 +102,7 @@ def test_every_parameter_reaches_the_config(make_zenoh) -> None:
         "ground_truth_topic": "truth",
     }
     assert set(overrides) == {f.name for f in dataclasses.fields(SimWorldConfig)}
-    args = ["--ros-args"]
-    for name, value in overrides.items():
-        args += ["-p", f"{name}:={str(value).lower() if isinstance(value, bool) else value}"]
-    node = SimWorldNode(make_zenoh("sim_world", args))
+    node = SimWorldNode(make_zenoh("sim_world", ros_args(overrides)))
     try:
         assert dataclasses.asdict(node.config) == overrides
     finally:
