@@ -24,7 +24,7 @@ from mm_ros.sim.world import World, WorldConfig
 
 if TYPE_CHECKING:
     from mm_ros.bus.protocol import Bus
-    from mm_ros.sim.world import SimStep
+    from mm_ros.sim.world import SimFrame, SimStep
 
 
 DESCRIPTION = __doc__ or ""
@@ -110,20 +110,8 @@ class SimWorldNode:
         self._publish(world, world.step(self.bus.now_ns()))
 
     def _publish(self, world: World, step: SimStep) -> None:
-        camera = world.config.camera_frame_id
-        info = encode_camera_info(world.camera)
-        for sim in step.frames:
-            stamp = sim.frame.stamp_ns
-            self._image.publish(
-                self._make["sensor_msgs/msg/Image"](
-                    **convert.image(encode_image(sim.frame), stamp, camera)
-                )
-            )
-            self._info.publish(
-                self._make["sensor_msgs/msg/CameraInfo"](**convert.camera_info(info, stamp, camera))
-            )
-            self._truth.publish(self._make["std_msgs/msg/String"](data=sim.truth.to_json()))
-            self.published["image"] += 1
+        if step.frames:  # 30 Hz of a 200 Hz tick: CameraInfo is built only when a frame is due
+            self._publish_frames(world, step.frames)
         for sample in step.imu:
             self._imu.publish(
                 self._make["sensor_msgs/msg/Imu"](
@@ -136,6 +124,22 @@ class SimWorldNode:
         for chunk in step.audio:
             self._publish_audio(chunk)
             self.published["audio"] += 1
+
+    def _publish_frames(self, world: World, frames: tuple[SimFrame, ...]) -> None:
+        camera = world.config.camera_frame_id
+        info = encode_camera_info(world.camera)
+        for sim in frames:
+            stamp = sim.frame.stamp_ns
+            self._image.publish(
+                self._make["sensor_msgs/msg/Image"](
+                    **convert.image(encode_image(sim.frame), stamp, camera)
+                )
+            )
+            self._info.publish(
+                self._make["sensor_msgs/msg/CameraInfo"](**convert.camera_info(info, stamp, camera))
+            )
+            self._truth.publish(self._make["std_msgs/msg/String"](data=sim.truth.to_json()))
+            self.published["image"] += 1
 
     def _publish_audio(self, chunk: Any) -> None:
         frame = "sim_microphone"
