@@ -108,3 +108,23 @@ class RuntimeUnavailableError(EngineError):
 
 class ManifestError(EngineError, ValueError):
     """An engine manifest (engines/manifest.yaml) has a missing or invalid entry."""
+
+
+class ModelError(MmRosError):
+    """Base class of language-model service errors (backends, prompts, generation)."""
+
+
+class BackendError(ModelError):
+    """A model folder cannot be loaded as the configured backend."""
+
+
+class TokenSpaceMismatchError(ModelError, ValueError):
+    """Embeddings from an adapter whose id or checkpoint hash differs from the service's."""
+
+
+class QueryError(ModelError):
+    """A query ended without an answer; ``reason`` is one of QUERY_FAILURES."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        self.reason = reason
+        super().__init__(message)
