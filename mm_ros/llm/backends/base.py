@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from mm_ros.core.boxes import DEFAULT_SCALE, BoxFormat, BoxScale
 from mm_ros.core.errors import BackendError, ConfigError
-from mm_ros.core.prompt import PromptConfig
+from mm_ros.core.prompt import MODALITY_MARKERS, PromptConfig
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -94,6 +94,9 @@ class LoadedBackend:
     box_scale: BoxScale = BoxScale.PERCENT
     random_init: bool = False  # weights are random (no trained model given): say so everywhere
     chat_template: bool = False  # wrap the user turn with tokenizer.apply_chat_template
+    # modality → (open, close) marker strings around its tokens; hf-vlm backends use the VLM's
+    # own (e.g. Qwen2-VL's <|vision_start|> <|vision_end|>), composed ones core.prompt's.
+    markers: dict[str, tuple[str, str]] = field(default_factory=lambda: dict(MODALITY_MARKERS))
 
     @property
     def device(self) -> torch.device:
