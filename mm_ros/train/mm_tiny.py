@@ -107,8 +107,7 @@ def vocabulary(prompt: PromptConfig) -> list[str]:
     Words that only the unseen phrasings use are left out on purpose: they become ``<unk>``,
     which training also shows (word dropout), as a real user's new words would.
     """
-    texts = [prompt.system_text, prompt.user_open, prompt.user_close]
-    texts += [t.identifier for t in Task]
+    texts = [prompt.system_text]
     for phrasings in tasks.PHRASINGS.values():
         texts += list(phrasings)
     texts += list(tasks.WHERE.values()) + list(tasks.SIDE_TEXT.values())
@@ -117,7 +116,7 @@ def vocabulary(prompt: PromptConfig) -> list[str]:
     texts += ["i see nothing and the object on your", "the object", "i do not see the", "nothing."]
     texts += ["left centre right cube ball cone cylinder red green blue yellow purple orange"]
     pattern = re.compile(WORD_PATTERN)
-    special = set(special_tokens()) | set(marker_tokens())
+    special = set(special_tokens(prompt)) | set(marker_tokens())
     placeholder = re.compile(r"\{[a-z]+\}")  # {obj}, {where}, ... in the phrasings
     words: list[str] = ["{", "}"]  # around boxes in [identify] questions
     for text in texts:
@@ -127,16 +126,26 @@ def vocabulary(prompt: PromptConfig) -> list[str]:
     return list(dict.fromkeys(words))
 
 
-def special_tokens() -> list[str]:
-    """Box tags and the percent numbers ``<0>``..``<100>``: one token each."""
-    return [*tasks.BOX_TAGS, *tasks.PERCENT_TOKENS]
+def special_tokens(prompt: PromptConfig | None = None) -> list[str]:
+    """[INST] [/INST], task identifiers, box tags and ``<0>``..``<100>``: one token each.
+
+    Special tokens are matched whole before lower-casing, as in `mm_ros.llm.tiny`.
+    """
+    prompt = prompt or PromptConfig()
+    return [
+        prompt.user_open,
+        prompt.user_close,
+        *(t.identifier for t in Task),
+        *tasks.BOX_TAGS,
+        *tasks.PERCENT_TOKENS,
+    ]
 
 
 def build_tokenizer(prompt: PromptConfig) -> Any:
     """The word-level tokenizer of mm-tiny."""
     from mm_ros.llm.tokens import word_level_tokenizer
 
-    return word_level_tokenizer(vocabulary(prompt), special=special_tokens())
+    return word_level_tokenizer(vocabulary(prompt), special=special_tokens(prompt))
 
 
 def build_llm(config: TinyConfig, vocab_size: int, tokenizer: Any) -> Any:
