@@ -41,7 +41,8 @@ WORD_TEXT = (
     "one two three four five many near far up down moving still turning walking standing "
     "sound beep clap speech silence music knock ring alarm heard hear see i it this that "
     "object objects image picture scene describe detail with to at by for an small large big "
-    "degrees ahead nothing something unknown . , ? ! : ; ' - { } ( )"
+    "do does did am are was were be can have has any degrees ahead nothing something unknown "
+    ". , ? ! : ; ' - { } ( )"
 )
 WORDS = tuple(WORD_TEXT.split())
 # The prompt's [INST] [/INST] are special tokens: matched whole, before lower-casing.

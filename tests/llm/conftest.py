@@ -32,3 +32,35 @@ def load(folder: Path | str, **overrides: str) -> LoadedBackend:
 @pytest.fixture(scope="session")
 def tiny(tiny_dir: Path) -> LoadedBackend:
     return load(tiny_dir)
+
+
+def text_backend(
+    family: str = "llama",
+    *,
+    special: tuple[str, ...] = (),
+    chat_template: bool = False,
+    seed: int = 0,
+) -> LoadedBackend:
+    """A tiny random LM of ``family`` with the tiny word-level tokenizer and no adapters."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from mm_ros.llm.tiny import tiny_llm_config, tiny_vocabulary
+    from mm_ros.llm.tokens import word_level_tokenizer
+
+    words, tags = tiny_vocabulary()
+    tokenizer = word_level_tokenizer(words, (*tags, *special))
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = AutoModelForCausalLM.from_config(
+            tiny_llm_config(len(tokenizer), family, tokenizer)
+        ).eval()
+    return LoadedBackend(
+        model_id=f"test-{family}",
+        model=model,
+        tokenizer=tokenizer,
+        sessions={},
+        identities={},
+        selections={},
+        chat_template=chat_template,
+    )
