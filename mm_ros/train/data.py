@@ -28,6 +28,7 @@ from mm_ros.core.windows import (
     Snapshot,
     WindowConfig,
 )
+from mm_ros.sim.sound import Sound
 from mm_ros.sim.world import NS_PER_S, FrameTruth, World, WorldConfig
 from mm_ros.train import tasks
 from mm_ros.train.tasks import Kind
@@ -87,7 +88,9 @@ class DataConfig:
                 f"DataConfig.snapshots_per_episode must be >= 1, found {self.snapshots_per_episode}"
             )
         if not 0.0 <= self.absent_share < 1.0:
-            raise ConfigError(f"DataConfig.absent_share must be in [0, 1), found {self.absent_share}")
+            raise ConfigError(
+                f"DataConfig.absent_share must be in [0, 1), found {self.absent_share}"
+            )
 
 
 @dataclass(frozen=True)
@@ -143,7 +146,9 @@ def fill_windows(world: World, index: int, spans_ns: dict[Modality, int]) -> Sen
         audio=AudioWindow(WindowConfig(span_ns=2 * spans_ns[Modality.AUDIO], max_items=10_000)),
         imu=ImuWindow(WindowConfig(span_ns=2 * spans_ns[Modality.IMU], max_items=100_000)),
     )
-    assert windows.image is not None and windows.audio is not None and windows.imu is not None
+    assert windows.image is not None
+    assert windows.audio is not None
+    assert windows.imu is not None
     windows.image.add(frame)
     rate = world.config.sound.rate_hz
     chunk = world.chunk_frames
@@ -161,7 +166,7 @@ def fill_windows(world: World, index: int, spans_ns: dict[Modality, int]) -> Sen
 
 
 def snapshot_at(world: World, index: int, inputs: Inputs) -> tuple[Snapshot, FrameTruth]:
-    """The snapshot a question asked when frame ``index`` arrives gets, and that frame's truth."""
+    """Return the snapshot a question gets when frame ``index`` arrives, and its truth."""
     spans = inputs.spans_ns()
     windows = fill_windows(world, index, spans)
     stamp = world.start_ns + world.frame_time_ns(index)
@@ -223,16 +228,24 @@ def _clear(obj: Any, config: DataConfig) -> bool:
     if not obj.in_view or obj.box_px is None or obj.visible_fraction < config.min_visible:
         return False
     x1, y1, x2, y2 = obj.box_px
-    return min(x2 - x1, y2 - y1) >= config.min_side_px
+    return bool(min(x2 - x1, y2 - y1) >= config.min_side_px)
 
 
 def _boxable(obj: Any, config: DataConfig) -> bool:
-    x1, y1, x2, y2 = obj.box_px
-    return _clear(obj, config) and min(x2 - x1, y2 - y1) >= config.min_box_px
+    return (
+        _clear(obj, config)
+        and min(_box(obj)[2] - _box(obj)[0], _box(obj)[3] - _box(obj)[1]) >= config.min_box_px
+    )
+
+
+def _box(obj: Any) -> tasks.Box:
+    box: tasks.Box | None = obj.box_px
+    assert box is not None  # only objects in view get here
+    return box
 
 
 def _near_boundary(obj: Any, half_width_deg: float, margin_deg: float) -> bool:
-    return abs(abs(obj.azimuth_deg) - half_width_deg) < margin_deg
+    return bool(abs(abs(obj.azimuth_deg) - half_width_deg) < margin_deg)
 
 
 def _pick(rng: np.random.Generator, options: tuple[str, ...]) -> str:
@@ -240,7 +253,7 @@ def _pick(rng: np.random.Generator, options: tuple[str, ...]) -> str:
 
 
 def _audio_truth(world: World, t_ns: int, config: DataConfig) -> str | None:
-    """The sound 'what did I just hear?' has at ``t_ns`` (episode time), None if unclear."""
+    """Return the answer to 'what did I just hear?' at ``t_ns`` (episode time), or None."""
     events = world.events
     for i, event in enumerate(events):
         if event.onset_ns > t_ns:
@@ -254,12 +267,13 @@ def _audio_truth(world: World, t_ns: int, config: DataConfig) -> str | None:
     return None
 
 
-def questions_for(  # noqa: PLR0912, PLR0914, PLR0915 - one block per question kind
+def questions_for(  # noqa: PLR0915 - one block per question kind
     world: World,
     index: int,
     truth: FrameTruth,
     config: DataConfig,
     rng: np.random.Generator,
+    *,
     snap: int,
 ) -> list[Example]:
     """Every question that has a clear answer at frame ``index``."""
@@ -316,15 +330,15 @@ def questions_for(  # noqa: PLR0912, PLR0914, PLR0915 - one block per question k
     boxable = [o for o in clear if _boxable(o, config)]
     if boxable:
         obj = boxable[int(rng.integers(len(boxable)))]
-        percent = tasks.percent_box(obj.box_px, width, height)
+        percent = tasks.percent_box(_box(obj), width, height)
         q = _pick(rng, phrasings[Kind.GROUNDING]).format(obj=obj.name)
         add(Kind.GROUNDING, q, tasks.grounded(obj.name, percent), name=obj.name,
-            box_px=[float(v) for v in obj.box_px], percent=list(percent))  # fmt: skip
+            box_px=[float(v) for v in _box(obj)], percent=list(percent))  # fmt: skip
         obj = boxable[int(rng.integers(len(boxable)))]
-        percent = tasks.percent_box(obj.box_px, width, height)
+        percent = tasks.percent_box(_box(obj), width, height)
         q = _pick(rng, phrasings[Kind.IDENTIFY]).format(box=tasks.box_markup(percent))
         add(Kind.IDENTIFY, q, tasks.identify_answer(obj.name), name=obj.name,
-            box_px=[float(v) for v in obj.box_px])  # fmt: skip
+            box_px=[float(v) for v in _box(obj)])  # fmt: skip
         # refer: an expression that picks exactly one object in view
         refs = []
         for obj in boxable:
@@ -339,14 +353,12 @@ def questions_for(  # noqa: PLR0912, PLR0914, PLR0915 - one block per question k
                 refs.append((f"the object {tasks.SIDE_TEXT[obj.side.value]}", obj))
         if refs:
             ref, obj = refs[int(rng.integers(len(refs)))]
-            percent = tasks.percent_box(obj.box_px, width, height)
+            percent = tasks.percent_box(_box(obj), width, height)
             q = _pick(rng, phrasings[Kind.REFER]).format(ref=ref)
             add(Kind.REFER, q, tasks.grounded(obj.name, percent), name=obj.name,
-                box_px=[float(v) for v in obj.box_px], percent=list(percent))  # fmt: skip
+                box_px=[float(v) for v in _box(obj)], percent=list(percent))  # fmt: skip
     sound = _audio_truth(world, t, config)
     if sound is not None:
-        from mm_ros.sim.sound import Sound
-
         q = _pick(rng, phrasings[Kind.AUDIO])
         add(Kind.AUDIO, q, tasks.SOUND_TEXT[Sound(sound)], sound=sound)
     stable = world.trajectory.motion_at(t - round(config.motion_stable_s * NS_PER_S))
@@ -355,18 +367,18 @@ def questions_for(  # noqa: PLR0912, PLR0914, PLR0915 - one block per question k
         add(Kind.MOTION, q, tasks.MOTION_TEXT[truth.motion], motion=truth.motion.value)
     # caption (stage 1): the clear objects with their sides, the sound if clear, the motion
     parts = [f"the {o.name} {tasks.SIDE_TEXT[o.side.value]}" for o in clear]
-    seen = "i see " + (" and ".join(parts) if parts else "nothing") + "."
+    sight = "i see " + (" and ".join(parts) if parts else "nothing") + "."
     heard = ""
     if sound is not None:
-        from mm_ros.sim.sound import Sound
-
         heard = " " + tasks.SOUND_TEXT[Sound(sound)]
-    caption = seen + heard + " " + tasks.MOTION_TEXT[truth.motion]
+    caption = sight + heard + " " + tasks.MOTION_TEXT[truth.motion]
     add(Kind.CAPTION, _pick(rng, phrasings[Kind.CAPTION]), caption)
     return out
 
 
-def snapshot_frames(world: World, count: int, rng: np.random.Generator, config: DataConfig) -> list[int]:
+def snapshot_frames(
+    world: World, count: int, rng: np.random.Generator, config: DataConfig
+) -> list[int]:
     """Frame indices to cut snapshots at: half near the ends of sound events, half anywhere."""
     fps = world.config.fps
     first = math.ceil(fps * 1.0)  # a full second of audio and IMU behind the first snapshot
@@ -399,8 +411,20 @@ class Dataset:
 
 
 def world_config(seed: int, config: DataConfig) -> WorldConfig:
-    """The world of episode ``seed`` (default sensors, ``config.duration_s`` long)."""
+    """Return the world of episode ``seed`` (default sensors, ``config.duration_s`` long)."""
     return WorldConfig(seed=seed, duration_s=config.duration_s)
+
+
+def examples_only(config: DataConfig) -> list[Example]:
+    """Return the questions `build_dataset` makes for ``config``, without model inputs."""
+    examples: list[Example] = []
+    for seed in config.seeds:
+        world = World(world_config(seed, config))
+        rng = np.random.default_rng([seed, 7, int(config.unseen_phrasings)])
+        for index in snapshot_frames(world, config.snapshots_per_episode, rng, config):
+            truth = world.frame(index).truth
+            examples.extend(questions_for(world, index, truth, config, rng, snap=-1))
+    return examples
 
 
 def build_dataset(config: DataConfig, inputs: Inputs, progress: bool = False) -> Dataset:
@@ -426,10 +450,8 @@ def build_dataset(config: DataConfig, inputs: Inputs, progress: bool = False) ->
             images.append(image.astype(np.float16))
             audio.append(clip.astype(np.float16))
             imu.append(window)
-            examples.extend(questions_for(world, index, truth, config, rng, snap))
-    return Dataset(
-        np.stack(images), np.stack(audio), np.stack(imu), examples, size
-    )
+            examples.extend(questions_for(world, index, truth, config, rng, snap=snap))
+    return Dataset(np.stack(images), np.stack(audio), np.stack(imu), examples, size)
 
 
 def cache_key(config: DataConfig, inputs: Inputs) -> str:

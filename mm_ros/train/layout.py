@@ -1,110 +1,66 @@
-"""Training sequences laid out as the service lays out prompts, for teacher forcing.
+"""Training batches laid out exactly as the service lays out prompts (`mm_ros.llm.assembly`).
 
-A sequence is ``prompt pieces`` (text ids or a modality block) followed by the answer ids and
-EOS; the loss is taken on the answer and EOS only.
+The model being trained is wrapped in a `LoadedBackend` (no adapter sessions: the adapters run
+in torch here, with gradients), so `assemble_training` builds each sequence with the same
+system text, markers and task identifiers `assemble` uses at inference.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import re
 from typing import TYPE_CHECKING, Any
 
-import torch
-
-from mm_ros.core.prompt import MODALITY_MARKERS, ModalitySegment, PromptConfig, build_segments
+from mm_ros.core.prompt import Task
+from mm_ros.llm.assembly import IGNORE, assemble_training, pad_batch
+from mm_ros.llm.backends.base import LoadedBackend
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
 
-IGNORE = -100  # label of positions without loss (HF convention)
+    import numpy as np
+    import torch
+
+    from mm_ros.core.prompt import PromptConfig
+
+__all__ = ["IGNORE", "drop_words", "teacher_forcing_batch", "training_backend"]
+
+_PLAIN_WORD = re.compile(r"(?<![<\[{])\b[a-z][a-z']*\b(?![>\]])")
 
 
-@dataclass(frozen=True)
-class Piece:
-    """Text ids, or the name of a modality whose (marker-wrapped) tokens go here."""
-
-    ids: tuple[int, ...] = ()
-    modality: str = ""
-
-
-class Layout:
-    """Turns (task, question, answer) into pieces, with the tokenizer's ids."""
-
-    def __init__(self, tokenizer: Any, prompt: PromptConfig, modalities: Sequence[str]) -> None:
-        self.tokenizer = tokenizer
-        self.prompt = prompt
-        self.modalities = list(modalities)
-        self._cache: dict[str, tuple[int, ...]] = {}
-        vocab = tokenizer.get_vocab()
-        self.markers = {m: (vocab[o], vocab[c]) for m, (o, c) in MODALITY_MARKERS.items()}
-
-    def ids(self, text: str) -> tuple[int, ...]:
-        """Token ids of ``text`` without BOS/EOS (memoised: prompts repeat)."""
-        if text not in self._cache:
-            out = self.tokenizer(text, add_special_tokens=False)["input_ids"]
-            self._cache[text] = tuple(int(i) for i in out)
-        return self._cache[text]
-
-    def prompt_pieces(self, task: str, question: str) -> list[Piece]:
-        """BOS, then the segments of ``build_segments`` (text as ids, modalities by name)."""
-        _, segments = build_segments(question, self.modalities, self.prompt, task)
-        pieces = [Piece((int(self.tokenizer.bos_token_id),))]
-        for segment in segments:
-            if isinstance(segment, ModalitySegment):
-                pieces.append(Piece(modality=segment.modality))
-            else:
-                pieces.append(Piece(self.ids(segment.text)))
-        return pieces
-
-    def answer_ids(self, answer: str) -> tuple[int, ...]:
-        """Answer ids followed by EOS."""
-        return (*self.ids(" " + answer), int(self.tokenizer.eos_token_id))
+def training_backend(model: Any, tokenizer: Any, prompt: PromptConfig) -> LoadedBackend:
+    """Wrap a model being trained in a `LoadedBackend` (for the assembly functions)."""
+    return LoadedBackend(
+        model_id="training",
+        model=model,
+        tokenizer=tokenizer,
+        sessions={},
+        identities={},
+        selections={},
+        prompt=prompt,
+    )
 
 
-def embed_batch(
-    embed: torch.nn.Module,
-    prompts: Sequence[Sequence[Piece]],
-    answers: Sequence[Sequence[int]],
+def drop_words(question: str, rng: np.random.Generator, p: float) -> str:
+    """Replace plain words of ``question`` with ``<unk>`` with probability ``p`` each."""
+    if p <= 0:
+        return question
+    return _PLAIN_WORD.sub(lambda m: "<unk>" if rng.random() < p else m.group(0), question)
+
+
+def teacher_forcing_batch(
+    backend: LoadedBackend,
+    items: Sequence[tuple[str, str, str]],
     blocks: Mapping[str, torch.Tensor],
-    markers: Mapping[str, tuple[int, int]],
-    pad_id: int,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Right-padded (B, L, D) embeddings, (B, L) attention mask and (B, L) labels.
+    """(task, question, answer) per row + (B, N_m, D) blocks → padded embeds, mask, labels.
 
-    ``blocks[m]`` is (B, N_m, D): adapter tokens of row b go where its prompt names ``m``,
-    between the modality's open and close marker embeddings.
+    Labels hold the answer ids + EOS at their own positions (IGNORE elsewhere): position t's
+    logits are scored against label t + 1.
     """
-    device = next(embed.parameters()).device
-    rows: list[torch.Tensor] = []
-    labels: list[torch.Tensor] = []
-    for b, (pieces, answer) in enumerate(zip(prompts, answers, strict=True)):
-        parts: list[torch.Tensor] = []
-        length = 0
-        for piece in pieces:
-            if piece.modality:
-                open_id, close_id = markers[piece.modality]
-                ends = embed(torch.tensor([open_id, close_id], device=device))
-                tokens = blocks[piece.modality][b]
-                parts += [ends[:1], tokens, ends[1:]]
-                length += tokens.shape[0] + 2
-            else:
-                parts.append(embed(torch.tensor(piece.ids, device=device)))
-                length += len(piece.ids)
-        parts.append(embed(torch.tensor(answer, device=device)))
-        rows.append(torch.cat(parts))
-        # position t predicts token t+1: the last prompt position predicts the first answer id
-        label = torch.full((length + len(answer),), IGNORE, dtype=torch.long)
-        label[length - 1 : length - 1 + len(answer)] = torch.tensor(answer)
-        labels.append(label)
-    longest = max(r.shape[0] for r in rows)
-    width = rows[0].shape[1]
-    batch = len(rows)
-    pad = embed(torch.tensor([pad_id], device=device))[0]
-    embeds = pad.expand(batch, longest, width).clone()
-    mask = torch.zeros(batch, longest, dtype=torch.long, device=device)
-    out_labels = torch.full((batch, longest), IGNORE, dtype=torch.long, device=device)
-    for b, (row, label) in enumerate(zip(rows, labels, strict=True)):
-        embeds[b, : row.shape[0]] = row
-        mask[b, : row.shape[0]] = 1
-        out_labels[b, : label.shape[0]] = label.to(device)
-    return embeds, mask, out_labels
+    examples = [
+        assemble_training(
+            backend, Task(task), question, {m: b[row] for m, b in blocks.items()}, answer
+        )
+        for row, (task, question, answer) in enumerate(items)
+    ]
+    return pad_batch(examples)

@@ -142,14 +142,14 @@ def special_tokens(prompt: PromptConfig | None = None) -> list[str]:
 
 
 def build_tokenizer(prompt: PromptConfig) -> Any:
-    """The word-level tokenizer of mm-tiny."""
+    """Return the word-level tokenizer of mm-tiny."""
     from mm_ros.llm.tokens import word_level_tokenizer
 
     return word_level_tokenizer(vocabulary(prompt), special=special_tokens(prompt))
 
 
 def build_llm(config: TinyConfig, vocab_size: int, tokenizer: Any) -> Any:
-    """A randomly initialised LlamaForCausalLM of mm-tiny's size."""
+    """Return a randomly initialised LlamaForCausalLM of mm-tiny's size."""
     from transformers import LlamaConfig, LlamaForCausalLM
 
     llm_config = LlamaConfig(

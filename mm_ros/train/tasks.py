@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import enum
 import re
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from mm_ros.core.prompt import Task
@@ -150,7 +149,7 @@ def grounded(name: str, percent: Sequence[int]) -> str:
 
 
 def listing(names: Sequence[str]) -> str:
-    """'the a, the b and the c.' or 'nothing.'."""
+    """Return 'the a, the b and the c.' or 'nothing.'."""
     if not names:
         return "nothing."
     items = [f"the {n}" for n in names]
@@ -176,7 +175,7 @@ _WORD = re.compile(r"[a-z]+")
 
 
 def side_of_text(text: str) -> str | None:
-    """The side an answer names (left / centre / right), None if none or several."""
+    """Return the side an answer names (left / centre / right), None if none or several."""
     words = set(_WORD.findall(text.lower()))
     found = [s for s in ("left", "centre", "right") if s in words]
     if "center" in words and "centre" not in found:
@@ -192,14 +191,14 @@ def names_in_text(text: str) -> list[str]:
 
 
 def sound_of_text(text: str) -> str | None:
-    """The sound an answer names (a Sound value), None if none or several."""
+    """Return the sound an answer names (a Sound value), None if none or several."""
     words = set(_WORD.findall(text.lower()))
     found = [s.value for s, w in SOUND_WORDS.items() if w in words]
     return found[0] if len(found) == 1 else None
 
 
 def motion_of_text(text: str) -> str | None:
-    """The motion an answer names (a Motion value), None if none or several."""
+    """Return the motion an answer names (a Motion value), None if none or several."""
     lowered = text.lower()
     found = [m.value for m, w in MOTION_WORDS.items() if w in lowered]
     return found[0] if len(found) == 1 else None

@@ -25,7 +25,7 @@ from mm_ros.core.errors import CheckpointError, ConfigError
 from mm_ros.core.prompt import PromptConfig
 from mm_ros.train import data as data_mod
 from mm_ros.train import mm_tiny
-from mm_ros.train.layout import IGNORE, Layout, embed_batch
+from mm_ros.train.layout import IGNORE, drop_words, teacher_forcing_batch, training_backend
 from mm_ros.train.tasks import Kind
 
 if TYPE_CHECKING:
@@ -94,7 +94,7 @@ class TrainConfig:
         return self.stage1_steps + self.stage2_steps
 
     def resolved_device(self) -> str:
-        """The device to train on."""
+        """Return the device to train on."""
         if self.device:
             return self.device
         return "cuda" if torch.cuda.is_available() else "cpu"
@@ -112,9 +112,10 @@ class TinyModel:
         self.llm: Any = mm_tiny.build_llm(config, len(self.tokenizer), self.tokenizer)
         self.specs: dict[str, AdapterSpec] = mm_tiny.adapter_specs(config)
         self.adapters: dict[str, nn.Module] = {
-            m: build_adapter(spec, seed=seed + 1 + i) for i, (m, spec) in enumerate(self.specs.items())
+            m: build_adapter(spec, seed=seed + 1 + i)
+            for i, (m, spec) in enumerate(self.specs.items())
         }
-        self.layout = Layout(self.tokenizer, self.prompt, MODALITIES)
+        self.backend = training_backend(self.llm, self.tokenizer, self.prompt)
 
     def modules(self) -> dict[str, nn.Module]:
         """Every trained module by a stable prefix (for state dicts)."""
@@ -177,7 +178,7 @@ class TinyModel:
 
 
 def inputs_of(model: TinyModel) -> data_mod.Inputs:
-    """The preprocessing constants of ``model``'s adapters."""
+    """Return the preprocessing constants of ``model``'s adapters."""
     return data_mod.Inputs.of(model.specs)
 
 
@@ -192,7 +193,8 @@ def _sampler(examples: Sequence[Example], kinds: dict[Kind, float]) -> np.ndarra
     total = weights.sum()
     if total <= 0:
         raise ConfigError(f"no examples of the kinds {sorted(k.value for k in kinds)}")
-    return weights / total
+    probabilities: np.ndarray[Any, Any] = weights / total
+    return probabilities
 
 
 def batch_loss(
@@ -200,6 +202,7 @@ def batch_loss(
     dataset: Dataset,
     chosen: Sequence[Example],
     device: str,
+    *,
     rng: np.random.Generator | None = None,
     word_dropout: float = 0.0,
 ) -> torch.Tensor:
@@ -214,38 +217,15 @@ def batch_loss(
         ),
         "imu": model.adapters["imu"](torch.from_numpy(dataset.imu[snaps]).to(device)),
     }
-    layout = model.layout
-    unk = int(model.tokenizer.unk_token_id)
-    prompts = []
+    items = []
     for e in chosen:
-        pieces = layout.prompt_pieces(e.task, e.question)
-        if rng is not None and word_dropout > 0:
-            pieces = _drop_words(pieces, layout.ids(e.question), unk, rng, word_dropout)
-        prompts.append(pieces)
-    answers = [layout.answer_ids(e.answer) for e in chosen]
-    embed = model.llm.get_input_embeddings()
-    embeds, mask, labels = embed_batch(
-        embed, prompts, answers, blocks, layout.markers, int(model.tokenizer.pad_token_id)
-    )
+        question = drop_words(e.question, rng, word_dropout) if rng is not None else e.question
+        items.append((e.task, question, e.answer))
+    embeds, mask, labels = teacher_forcing_batch(model.backend, items, blocks)
     logits = model.llm(inputs_embeds=embeds, attention_mask=mask).logits  # (B, L, V)
     return torch.nn.functional.cross_entropy(
-        logits.flatten(0, 1).float(), labels.flatten(), ignore_index=IGNORE
+        logits[:, :-1].flatten(0, 1).float(), labels[:, 1:].flatten(), ignore_index=IGNORE
     )
-
-
-def _drop_words(
-    pieces: list[Any], question: tuple[int, ...], unk: int, rng: np.random.Generator, p: float
-) -> list[Any]:
-    """Replace some of the question's plain words (not tags) with <unk>, in its last piece."""
-    from mm_ros.train.layout import Piece
-
-    last = pieces[-1]
-    ids = list(last.ids)
-    # the question's ids sit inside the last text piece (after the task identifier)
-    for at in range(len(ids)):
-        if ids[at] in question and ids[at] > unk and rng.random() < p:
-            ids[at] = unk
-    return [*pieces[:-1], Piece(tuple(ids))]
 
 
 def lr_at(step: int, config: TrainConfig) -> float:
@@ -318,7 +298,7 @@ def _load_checkpoint(
     return step, optimizer
 
 
-def train(
+def train(  # noqa: PLR0912, PLR0915 - the loop reads best in one piece
     config: TrainConfig,
     out: Path,
     *,
@@ -369,21 +349,21 @@ def train(
             optimizer = _optimizer(model, 2, config)
         stage2_now = step >= config.stage1_steps
         rng = np.random.default_rng([config.seed, step])
-        chosen_idx = rng.choice(len(examples), size=config.batch, p=stage2 if stage2_now else stage1)
+        chosen_idx = rng.choice(
+            len(examples), size=config.batch, p=stage2 if stage2_now else stage1
+        )
         chosen = [examples[int(i)] for i in chosen_idx]
         for group in optimizer.param_groups:
             group["lr"] = lr_at(step, config)
-        loss = batch_loss(model, dataset, chosen, device, rng, config.word_dropout)
+        loss = batch_loss(model, dataset, chosen, device, rng=rng, word_dropout=config.word_dropout)
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        loss.backward()  # type: ignore[no-untyped-call]
         params = [p for g in optimizer.param_groups for p in g["params"]]
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         optimizer.step()
         step += 1
         value = float(loss.detach())
         running.append(value)
-        if on_step is not None:
-            on_step(step, value)
         if bar is not None:
             bar.update(1)
             bar.set_postfix(loss=f"{value:.3f}", stage=2 if stage2_now else 1)
@@ -400,6 +380,8 @@ def train(
                 stream.write(json.dumps(record) + "\n")
         if step % config.checkpoint_every == 0 or step == config.total_steps:
             _save_checkpoint(checkpoint, model, optimizer, step, config)
+        if on_step is not None:  # after the checkpoint: a callback may stop the run here
+            on_step(step, value)
     if bar is not None:
         bar.close()
     return model.save(out / MODEL_FOLDER)
