@@ -48,6 +48,7 @@ class Ticket(Generic[Q, R]):
         self._done = threading.Event()
         self._result: R | None = None
         self._lock = threading.Lock()
+        self._callbacks: list[Callable[[R], object]] = []
 
     def cancel(self) -> None:
         """Ask for the query to stop; it still ends with exactly one (failure) result."""
@@ -67,13 +68,28 @@ class Ticket(Generic[Q, R]):
         return None
 
     def finish(self, result: R) -> bool:
-        """Set the result once; later calls are ignored (returns False)."""
+        """Set the result once and run the done callbacks; later calls are ignored (False)."""
         with self._lock:
             if self._done.is_set():
                 return False
             self._result = result
             self._done.set()
-            return True
+            callbacks = list(self._callbacks)
+        for callback in callbacks:
+            try:
+                callback(result)
+            except Exception:  # a broken callback must not lose other results
+                log.exception("done callback of query %d failed", self.number)
+        return True
+
+    def add_done_callback(self, callback: Callable[[R], object]) -> None:
+        """Call ``callback(result)`` once the result is set (at once if it already is)."""
+        with self._lock:
+            if not self._done.is_set():
+                self._callbacks.append(callback)
+                return
+            result = self._result
+        callback(result)  # type: ignore[arg-type]  # set together with _done
 
     @property
     def done(self) -> bool:
