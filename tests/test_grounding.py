@@ -9,6 +9,7 @@ import pytest
 
 from mm_ros.core.answers import Detection, ImageRef, ObjectBearing
 from mm_ros.core.boxes import BoxFormat, parse_boxes
+from mm_ros.core.camera import decode_camera_info
 from mm_ros.core.errors import ConfigError
 from mm_ros.core.grounding import (
     DEFAULT_HFOV_DEG,
@@ -110,7 +111,9 @@ def test_transform_for_another_image_size_is_refused() -> None:
 
 # CameraInfo geometry: 1280x960, fx = fy = 320, principal point at the centre. A pixel fx to the
 # left of cx is 45 deg left; 10 deg (the default centre band) is fx * tan(10 deg) from cx.
-CAMERA = CameraModel(1280, 960, (320.0, 0, 640.0, 0, 320.0, 480.0, 0, 0, 1), "plumb_bob", (0,) * 5)
+CAMERA = decode_camera_info(
+    1280, 960, "plumb_bob", (0.0,) * 5, (320.0, 0, 640.0, 0, 320.0, 480.0, 0, 0, 1), frame_id="cam"
+)
 WIDE = ImageRef(0, "camera", 1280, 960)
 BAND_PX = 320.0 * math.tan(math.radians(10.0))
 

@@ -133,7 +133,7 @@ def assumed_camera(image: ImageRef, hfov_deg: float = DEFAULT_HFOV_DEG) -> Camer
     focal = (image.width / 2.0) / math.tan(math.radians(hfov_deg) / 2.0)  # pixels
     cy = image.height / 2.0 if image.height > 0 else 0.0
     k = (focal, 0.0, image.width / 2.0, 0.0, focal, cy, 0.0, 0.0, 1.0)
-    return CameraModel(max(image.width, 0), max(image.height, 0), k, "", (), image.frame_id)
+    return CameraModel(image.width, max(image.height, 0), k, "", (), image.frame_id)
 
 
 def relation_summary(detections: Sequence[Detection], found: Sequence[ObjectBearing]) -> str:
