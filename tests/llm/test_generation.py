@@ -12,9 +12,11 @@ from mm_ros.core.prompt import Task
 from mm_ros.llm.assembly import assemble
 from mm_ros.llm.generation import GenerationConfig, Generator, _streamable
 from mm_ros.llm.prefix_cache import PrefixCache
-from tests.llm.conftest import text_backend
+from tests.llm.conftest import load, text_backend
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from mm_ros.llm.assembly import Assembled
     from mm_ros.llm.backends.base import LoadedBackend
 
@@ -214,3 +216,17 @@ def test_generation_config_is_validated(field: str, value: object) -> None:
 def test_prefix_cache_size_is_validated() -> None:
     with pytest.raises(ConfigError, match="max_entries"):
         PrefixCache(0)
+
+
+@pytest.mark.parametrize("dtype", ["bfloat16", "float16"])
+def test_half_precision_backend_assembles_and_caches(tiny_dir: Path, dtype: str) -> None:
+    backend = load(tiny_dir, dtype=dtype)
+    assert backend.model.get_input_embeddings().weight.dtype == getattr(torch, dtype)
+    assembled = prompt(backend)
+    assert assembled.inputs_embeds.dtype == getattr(torch, dtype)
+    generator = Generator(backend, PrefixCache())
+    generator.eos_ids = frozenset()
+    first = generator.generate(assembled, GenerationConfig(max_new_tokens=4), prefix_key=1)
+    again = generator.generate(assembled, GenerationConfig(max_new_tokens=4), prefix_key=1)
+    assert (first.prefix_cache_hit, again.prefix_cache_hit) == (False, True)
+    assert again.token_ids == first.token_ids
