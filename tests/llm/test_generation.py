@@ -230,3 +230,26 @@ def test_half_precision_backend_assembles_and_caches(tiny_dir: Path, dtype: str)
     again = generator.generate(assembled, GenerationConfig(max_new_tokens=4), prefix_key=1)
     assert (first.prefix_cache_hit, again.prefix_cache_hit) == (False, True)
     assert again.token_ids == first.token_ids
+
+
+def test_sensor_data_to_answer_on_the_random_default(tiny: LoadedBackend) -> None:
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 255, (48, 64, 3), dtype=np.uint8)
+    audio = rng.standard_normal(8000).astype(np.float32) * 0.1
+    stamps = np.arange(100, dtype=np.int64) * 10_000_000  # 100 Hz for 1 s
+    imu = rng.standard_normal((100, 6)).astype(np.float32)
+    encoded = {
+        "image": tiny.sessions["image"].encode_image(image),
+        "audio": tiny.sessions["audio"].encode_audio(audio, 16000),
+        "imu": tiny.sessions["imu"].encode_imu(stamps, imu),
+    }
+    assembled = assemble(
+        tiny, Task.GROUNDING, "where is the cup?", {m: e.tokens for m, e in encoded.items()}
+    )
+    for modality, (start, end) in assembled.spans.items():
+        assert end - start == tiny.sessions[modality].spec.token_count
+    out = Generator(tiny, PrefixCache()).generate(assembled, GenerationConfig(max_new_tokens=6))
+    assert out.stop_reason in {"eos", "max_new_tokens"}
+    assert out.prompt_tokens == assembled.length
