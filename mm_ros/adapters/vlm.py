@@ -139,9 +139,7 @@ class Qwen2VlVision(nn.Module):
 
         config: Any = Qwen2VLVisionConfig.from_dict(spec.encoder.hf_config["vision_config"])
         model_cls: Any = Qwen2VisionTransformerPretrainedModel
-        self.visual = model_cls._from_config(
-            config, attn_implementation="eager"
-        )
+        self.visual = model_cls._from_config(config, attn_implementation="eager")
         assert spec.image is not None
         self.patch = int(config.patch_size)
         self.merge = int(config.spatial_merge_size)

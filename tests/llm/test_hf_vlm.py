@@ -241,3 +241,91 @@ def test_pixels_given_to_the_language_side_are_refused(llava: Tiny) -> None:
         llava.backend.model.vlm(
             input_ids=torch.tensor([[image_id] * 16]), pixel_values=_pixels(32, 0)
         )
+
+
+# --- end to end: session → assembly → generation, against the VLM's own greedy decode --------
+
+
+def _reference_tokens(
+    tiny: Tiny, ids: list[int], pixels: np.ndarray[Any, Any], n: int
+) -> list[int]:
+    """Greedy tokens of the HF VLM fed input ids + pixel values (full forward per token)."""
+    config = tiny.hf.config
+    image_id = int(config.image_token_id)
+    extra: dict[str, Any] = {"pixel_values": torch.from_numpy(pixels[None])}
+    if config.model_type == "qwen2_vl":
+        grid = pixels.shape[-1] // QWEN_PATCH
+        flat = hf_patchify(pixels, QWEN_PATCH, QWEN_MERGE, QWEN_FRAMES)
+        extra = {
+            "pixel_values": torch.from_numpy(np.ascontiguousarray(flat)),
+            "image_grid_thw": torch.tensor([[1, grid, grid]]),
+        }
+    out: list[int] = []
+    with torch.inference_mode():
+        for _ in range(n):
+            input_ids = torch.tensor([ids + out])
+            if config.model_type == "qwen2_vl":
+                tiny.hf.model.rope_deltas = None
+                extra["mm_token_type_ids"] = (input_ids == image_id).int()
+            out.append(int(tiny.hf(input_ids=input_ids, **extra).logits[0, -1].argmax()))
+    return out
+
+
+@pytest.mark.parametrize("family", ["llava", "qwen"])
+def test_generation_end_to_end_equals_the_vlms_greedy_decode(
+    family: str, request: pytest.FixtureRequest
+) -> None:
+    from mm_ros.core.preprocessing import preprocess_image
+    from mm_ros.core.prompt import Task
+    from mm_ros.llm.assembly import ADAPTER_TOKEN, assemble
+    from mm_ros.llm.generation import GenerationConfig, Generator
+    from mm_ros.llm.prefix_cache import PrefixCache
+
+    tiny: Tiny = request.getfixturevalue(family)
+    backend = tiny.backend
+    rgb = np.random.default_rng(6).integers(0, 256, (40, 56, 3), dtype=np.uint8)
+    encoded = backend.sessions["image"].encode_image(rgb)
+    assembled = assemble(backend, Task.VQA, "what is in the image", {"image": encoded.tokens})
+    generator = Generator(backend, PrefixCache())
+    config = GenerationConfig(max_new_tokens=6)
+    first = generator.generate(assembled, config, prefix_key="snapshot")
+    again = generator.generate(assembled, config, prefix_key="snapshot")  # prefix from the cache
+
+    spec = backend.sessions["image"].spec
+    assert spec.image is not None
+    pixels, _ = preprocess_image(
+        rgb, spec.image.size_px, spec.image.resize_mode, spec.image.mean, spec.image.std
+    )
+    ids = assembled.token_ids[0].tolist()
+    ids = [int(tiny.hf.config.image_token_id) if i == ADAPTER_TOKEN else i for i in ids]
+    expected = _reference_tokens(tiny, ids, pixels, len(first.token_ids) + 1)
+    n = len(first.token_ids)
+    assert list(first.token_ids) == expected[:n]
+    if first.stop_reason == "eos":
+        assert expected[n] in generator.eos_ids
+    assert (again.token_ids, again.prefix_cache_hit) == (first.token_ids, True)
+    assert first.text == backend.tokenizer.decode(list(first.token_ids), skip_special_tokens=False)
+
+
+def test_cli_export_then_backend_runs_the_vision_part_on_onnxruntime(
+    qwen: Tiny, cache: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from mm_ros.cli.main import main
+    from mm_ros.engines.runtimes.base import RuntimeKind
+    from mm_ros.engines.runtimes.onnxruntime import CPU_EP
+    from mm_ros.engines.selection import EngineConfig
+
+    (folder,) = (cache / "hf-vlm").glob(f"{qwen.folder.name}-*")
+    assert main(["engines", "export", str(folder), "--exporter", "legacy"]) == 0
+    assert "— ok" in capsys.readouterr().out
+    engine = EngineConfig(
+        preference=(RuntimeKind.ONNXRUNTIME, RuntimeKind.TORCH), ort_providers=(CPU_EP,)
+    )
+    config = BackendConfig(kind="hf-vlm", model_dir=str(qwen.folder), engine=engine)
+    onnx = load_backend(config)
+    assert onnx.selections["image"].runtime.kind is RuntimeKind.ONNXRUNTIME
+    rgb = np.random.default_rng(7).integers(0, 256, (30, 20, 3), dtype=np.uint8)
+    ours = onnx.sessions["image"].encode_image(rgb).tokens
+    reference = qwen.backend.sessions["image"].encode_image(rgb).tokens  # torch eager
+    np.testing.assert_allclose(ours, reference, atol=1e-5, rtol=0)
+    onnx.close()

@@ -160,6 +160,11 @@ class VlmLanguageModel(nn.Module):
         """Grow the embedding table (and head) to ``size`` rows."""
         return self.vlm.resize_token_embeddings(size)
 
+    @property
+    def generation_config(self) -> Any:
+        """Return the VLM's generation config (chat models list their end-of-turn ids there)."""
+        return getattr(self.vlm, "generation_config", None)
+
     def forward(
         self,
         inputs_embeds: torch.Tensor,
@@ -169,13 +174,20 @@ class VlmLanguageModel(nn.Module):
         use_cache: bool | None = None,
         cache_position: torch.Tensor | None = None,
         position_ids: torch.Tensor | None = None,
+        logits_to_keep: int = 0,
         **kwargs: Any,
     ) -> Any:
-        """Run the language model on (B, T, D) embeddings; returns the VLM's output (logits)."""
+        """Run the language model on (B, T, D) embeddings; returns the VLM's output (logits).
+
+        ``position_ids`` (B, T) are text positions (as for any causal LM); for Qwen2-VL the
+        image blocks' 3D positions and the offset after them are applied on top. (3, B, T)
+        positions are passed through unchanged. ``cache_position`` is accepted and ignored
+        (transformers 5 models take positions from ``position_ids`` and the cache length).
+        """
         delta = None
-        if position_ids is None and self.grid:
+        if self.grid and (position_ids is None or position_ids.ndim == 2):  # noqa: PLR2004
             position_ids, delta = self.mrope_positions(
-                inputs_embeds, attention_mask, past_key_values
+                inputs_embeds, attention_mask, past_key_values, position_ids
             )
         out = self.vlm(
             inputs_embeds=inputs_embeds,
@@ -183,6 +195,7 @@ class VlmLanguageModel(nn.Module):
             past_key_values=past_key_values,
             use_cache=use_cache,
             position_ids=position_ids,
+            logits_to_keep=logits_to_keep,
             **kwargs,
         )
         if delta is not None and out.past_key_values is not None:
@@ -190,16 +203,26 @@ class VlmLanguageModel(nn.Module):
         return out
 
     def mrope_positions(
-        self, embeds: torch.Tensor, attention_mask: torch.Tensor | None, cache: Any
+        self,
+        embeds: torch.Tensor,
+        attention_mask: torch.Tensor | None,
+        cache: Any,
+        text_positions: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """(3, B, T) temporal/height/width positions of a chunk and the offset after it (B,)."""
+        """(3, B, T) temporal/height/width positions of a chunk and the offset after it (B,).
+
+        ``text_positions`` (B, T) are the plain 1D positions; None = from the attention mask
+        (left padding) or the cache length.
+        """
         batch, length = embeds.shape[0], embeds.shape[1]
         past = int(cache.get_seq_length()) if cache is not None else 0
         delta = getattr(cache, ROPE_DELTA, None)
         if delta is None:
             delta = torch.zeros(batch, dtype=torch.long)
         delta = delta.to(embeds.device)
-        if attention_mask is not None:  # (B, past + T): left padding shifts text positions
+        if text_positions is not None:
+            text = text_positions.to(embeds.device).long().expand(batch, -1)
+        elif attention_mask is not None:  # (B, past + T): left padding shifts text positions
             text = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)[:, past : past + length]
         else:
             text = torch.arange(past, past + length, device=embeds.device).expand(batch, -1)
