@@ -70,8 +70,11 @@ def _save_image_config(folder: Path) -> None:
     (folder / "preprocessor_config.json").write_text(json.dumps(data), encoding="utf-8")
 
 
-def make_tiny_llava(folder: Path, seed: int = 0) -> Any:
-    """Save a tiny LlavaForConditionalGeneration + tokenizer into ``folder``; return the model."""
+def make_tiny_llava(folder: Path, seed: int = 0, **overrides: Any) -> Any:
+    """Save a tiny LlavaForConditionalGeneration + tokenizer into ``folder``; return the model.
+
+    ``overrides`` go to LlavaConfig (e.g. vision_feature_layer, vision_feature_select_strategy).
+    """
     from transformers import CLIPVisionConfig, LlamaConfig, LlavaConfig
     from transformers import LlavaForConditionalGeneration as Llava
 
@@ -87,6 +90,7 @@ def make_tiny_llava(folder: Path, seed: int = 0) -> Any:
         ),
         text_config=LlamaConfig(**_text(len(tokenizer))),
         image_token_index=tokenizer.convert_tokens_to_ids("<image>"),
+        **overrides,
     )
     torch.manual_seed(seed)
     model = Llava(config).eval()

@@ -18,7 +18,6 @@ The adapter input is the usual ``(B, 3, S, S)`` float32, normalised with the VLM
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 from pathlib import Path
@@ -293,7 +292,7 @@ def vision_spec(
         mean=(mean[0], mean[1], mean[2]),
         std=(std[0], std[1], std[2]),
     )
-    spec = AdapterSpec(
+    return AdapterSpec(
         name=name or f"{model_dir.name}-vision",
         modality=Modality.IMAGE,
         encoder=EncoderSpec(
@@ -306,12 +305,23 @@ def vision_spec(
         ),
         llm_id=model_dir.name,
         llm_width=llm_width,
-        token_count=1,  # replaced by the architecture's count below
+        token_count=vision_token_count(family, hf_config, size),
         projector=ProjectorKind.MLP2,  # informative: the VLM's own projector is inside
         image=image,
     )
-    count: Any = build_vlm_vision(spec).token_count
-    return dataclasses.replace(spec, token_count=int(count))
+
+
+def vision_token_count(family: EncoderFamily, hf_config: dict[str, Any], size_px: int) -> int:
+    """Tokens per image, by arithmetic (building a 7B VLM's vision part to count costs seconds).
+
+    The modules compute the same count; ``build_adapter`` checks that the two agree.
+    """
+    vision = hf_config["vision_config"]
+    if family is EncoderFamily.LLAVA_VISION:
+        grid = size_px // int(vision["patch_size"])
+        full = hf_config["vision_feature_select_strategy"] == "full"
+        return grid * grid + int(full)  # "full" keeps CLIP's class token
+    return (size_px // (int(vision["patch_size"]) * int(vision["spatial_merge_size"]))) ** 2
 
 
 def vision_state(model: Any, family: EncoderFamily) -> dict[str, Tensor]:

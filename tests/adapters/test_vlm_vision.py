@@ -62,6 +62,24 @@ def test_llava_tokens_equal_the_vlms_image_features(split: dict[str, Any]) -> No
     torch.testing.assert_close(ours, theirs, atol=1e-6, rtol=0)
 
 
+@pytest.mark.parametrize(
+    ("layer", "strategy", "count"), [([-2, 0], "default", 16), (-1, "full", 17)]
+)
+def test_llava_feature_layers_and_strategy_follow_the_config(
+    tmp_path: Path, layer: int | list[int], strategy: str, count: int
+) -> None:
+    model = make_tiny_llava(
+        tmp_path / "llava", vision_feature_layer=layer, vision_feature_select_strategy=strategy
+    )
+    adapter = load_adapter(split_hf_vlm(tmp_path / "llava", tmp_path / "vision"))
+    pixels = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(3))
+    with torch.inference_mode():
+        ours = adapter.module(pixels)
+        theirs = torch.stack(model.get_image_features(pixel_values=pixels).pooler_output)
+    assert adapter.spec.token_count == count
+    torch.testing.assert_close(ours, theirs, atol=1e-6, rtol=0)
+
+
 def test_qwen2_vl_tokens_equal_the_vlms_image_features(split: dict[str, Any]) -> None:
     model, adapter = split["qwen2_vl"]
     pixels = torch.randn(2, 3, QWEN_PX, QWEN_PX, generator=torch.Generator().manual_seed(2))
@@ -116,7 +134,7 @@ def test_split_adapter_exports_with_onnxruntime_parity(
     assert parity.cosine > 0.99999, parity
 
 
-def test_qwen2_vl_size_must_fit_the_patch_grid(tmp_path: Path, split: dict[str, Any]) -> None:
+def test_qwen2_vl_size_must_fit_the_patch_grid(tmp_path: Path) -> None:
     folder = tmp_path / "qwen"
     make_tiny_qwen2_vl(folder)
     with pytest.raises(ConfigError, match="18 px is not a multiple of patch_size x spatial"):
