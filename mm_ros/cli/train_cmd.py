@@ -15,7 +15,7 @@ from pathlib import Path
 from mm_ros.core.errors import ConfigError
 
 EXIT_OK = 0
-STAGE1_SHARE = 0.1  # of --steps: alignment is short for a model whose LM starts random
+STAGE1_SHARE = 0.05  # of --steps: alignment is short for a model whose LM starts random
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -28,6 +28,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     tiny.add_argument("--steps", type=int, default=0, help="total steps (0: the shipped recipe)")
     tiny.add_argument("--episodes", type=int, default=0, help="training episodes (0: default)")
     tiny.add_argument("--batch", type=int, default=0, help="questions per step (0: default)")
+    tiny.add_argument(
+        "--stop-after", type=int, default=0, help="end at this step (the schedule of --steps)"
+    )
     tiny.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint")
     tiny.add_argument("--device", default="", help="cpu | cuda (default: cuda when present)")
     tiny.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: default)")
@@ -59,7 +62,13 @@ def cmd_tiny(args: argparse.Namespace) -> int:
     if args.batch:
         config = dataclasses.replace(config, batch=args.batch)
     started = time.monotonic()
-    folder = train(config, args.out, resume=args.resume, progress=not args.no_progress)
+    folder = train(
+        config,
+        args.out,
+        resume=args.resume,
+        progress=not args.no_progress,
+        stop_after=args.stop_after,
+    )
     print(f"mm-tiny written to {folder} in {time.monotonic() - started:.0f} s")
     if args.ship:
         from mm_ros.llm.backends.composed import PACKAGE_MODEL

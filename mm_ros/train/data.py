@@ -43,8 +43,7 @@ if TYPE_CHECKING:
 # Disjoint seed ranges: training episodes never share a scene, path or soundtrack with held-out.
 TRAIN_SEED_BASE = 1_000
 HELDOUT_SEED_BASE = 900_000
-IMAGE_SPAN_NS = NS_PER_S // 2  # the newest frame is used; half a second finds it at 30 Hz
-IMU_MARGIN_NS = NS_PER_S // 10  # a sample before the window start, so interpolation has one
+IMAGE_SPAN_S = 2.0 / 30.0  # the newest frame is used: two frame periods at 30 Hz find it
 CACHE_VERSION = 1
 
 
@@ -124,11 +123,14 @@ class Inputs:
         )
 
     def spans_ns(self) -> dict[Modality, int]:
-        """Snapshot spans: the newest frame, exactly one audio clip, the IMU window + margin."""
+        """Snapshot spans as `AnswerEngine.spans_ns` asks for them.
+
+        The newest frame (two frame periods at 30 Hz), one audio clip, the IMU window.
+        """
         return {
-            Modality.IMAGE: IMAGE_SPAN_NS,
-            Modality.AUDIO: self.audio_clip_samples * NS_PER_S // self.audio_rate_hz,
-            Modality.IMU: round(self.imu_window_s * NS_PER_S) + IMU_MARGIN_NS,
+            Modality.IMAGE: int(IMAGE_SPAN_S * NS_PER_S),
+            Modality.AUDIO: int(self.audio_clip_samples / self.audio_rate_hz * NS_PER_S),
+            Modality.IMU: int(self.imu_window_s * NS_PER_S),
         }
 
 
@@ -165,9 +167,14 @@ def fill_windows(world: World, index: int, spans_ns: dict[Modality, int]) -> Sen
     return windows
 
 
-def snapshot_at(world: World, index: int, inputs: Inputs) -> tuple[Snapshot, FrameTruth]:
-    """Return the snapshot a question gets when frame ``index`` arrives, and its truth."""
-    spans = inputs.spans_ns()
+def snapshot_at(
+    world: World, index: int, inputs: Inputs, spans_ns: dict[Modality, int] | None = None
+) -> tuple[Snapshot, FrameTruth]:
+    """Return the snapshot a question gets when frame ``index`` arrives, and its truth.
+
+    ``spans_ns`` defaults to ``inputs.spans_ns()`` (the evaluation passes the engine's own).
+    """
+    spans = spans_ns or inputs.spans_ns()
     windows = fill_windows(world, index, spans)
     stamp = world.start_ns + world.frame_time_ns(index)
     snapshot = windows.snapshot(stamp, spans, max_frames=1)

@@ -352,8 +352,8 @@ def service_answerer(engine: Any, inputs: data_mod.Inputs) -> Callable[[Example]
             world = World(data_mod.world_config(example.seed, data_mod.DataConfig(seeds=(0,))))
             worlds.clear()  # examples come episode by episode: keep one world at a time
             worlds[example.seed] = world
-        snapshot, _ = data_mod.snapshot_at(world, example.frame, inputs)
         query = Query(question=example.question, task=example.task)
+        snapshot, _ = data_mod.snapshot_at(world, example.frame, inputs, engine.spans_ns(query))
         value: AnswerValue = engine.answer(query, snapshot, camera=world.camera)
         return value
 

@@ -29,6 +29,14 @@ from mm_ros.llm.tokens import WORD_PATTERN
 from mm_ros.train import tasks
 
 MODEL_NAME = "mm-tiny"
+# A short system text: the prompt is stored in mm_model.json, so the service lays out exactly
+# this; the default's 33 words would be a quarter of every training sequence on a 2-core CPU.
+SYSTEM_TEXT = "You are the perception of a robot."
+
+
+def prompt_config() -> PromptConfig:
+    """Return mm-tiny's prompt settings (written to mm_model.json)."""
+    return PromptConfig(system_text=SYSTEM_TEXT)
 
 
 @dataclass(frozen=True)
@@ -165,4 +173,29 @@ def build_llm(config: TinyConfig, vocab_size: int, tokenizer: Any) -> Any:
         bos_token_id=tokenizer.bos_token_id,
         eos_token_id=tokenizer.eos_token_id,
     )
-    return LlamaForCausalLM(llm_config)
+    model = LlamaForCausalLM(llm_config)
+    init_number_embeddings(model, tokenizer)
+    return model
+
+
+def init_number_embeddings(model: Any, tokenizer: Any, scale: float = 0.02) -> None:
+    """Give ``<0>``..``<100>`` embeddings that vary smoothly with the number.
+
+    Half of each row is a sinusoid of the value (periods from the whole range down to a few
+    percent), half stays random: neighbouring numbers start close, and since the output layer
+    is tied, a nearly right box number is also nearly as likely as the right one.
+    """
+    import math
+
+    import torch
+
+    table = model.get_input_embeddings().weight  # (V, D)
+    width = int(table.shape[1])
+    waves = width // 4  # sin + cos pairs on the first half of the row
+    ids = tokenizer.convert_tokens_to_ids(list(tasks.PERCENT_TOKENS))
+    values = torch.arange(len(ids), dtype=torch.float32) / 100.0  # (101,) 0..1
+    periods = torch.logspace(0, math.log10(1 / 0.04), waves)  # 1 .. 25 cycles over the range
+    phase = 2 * math.pi * values[:, None] * periods[None, :]  # (101, waves)
+    smooth = torch.cat([torch.sin(phase), torch.cos(phase)], dim=1) * scale * math.sqrt(2)
+    with torch.no_grad():
+        table[torch.tensor(ids), : 2 * waves] = smooth

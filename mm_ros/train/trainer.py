@@ -22,7 +22,6 @@ import torch
 
 from mm_ros.core.boxes import BoxFormat
 from mm_ros.core.errors import CheckpointError, ConfigError
-from mm_ros.core.prompt import PromptConfig
 from mm_ros.train import data as data_mod
 from mm_ros.train import mm_tiny
 from mm_ros.train.layout import IGNORE, drop_words, teacher_forcing_batch, training_backend
@@ -66,11 +65,11 @@ class TrainConfig:
     seed: int = 0
     train_episodes: int = 200
     snapshots_per_episode: int = 30
-    stage1_steps: int = 150
-    stage2_steps: int = 1350
-    batch: int = 32
+    stage1_steps: int = 80
+    stage2_steps: int = 1520
+    batch: int = 24
     lr_stage1: float = 2e-3
-    lr_stage2: float = 1.5e-3
+    lr_stage2: float = 2e-3
     warmup_steps: int = 50
     weight_decay: float = 0.01
     word_dropout: float = 0.05  # question words replaced by <unk>: new words are not fatal
@@ -106,7 +105,7 @@ class TinyModel:
     def __init__(self, config: mm_tiny.TinyConfig, seed: int) -> None:
         from mm_ros.adapters.build import build_adapter
 
-        self.prompt = PromptConfig()
+        self.prompt = mm_tiny.prompt_config()
         self.tokenizer = mm_tiny.build_tokenizer(self.prompt)
         torch.manual_seed(seed)
         self.llm: Any = mm_tiny.build_llm(config, len(self.tokenizer), self.tokenizer)
@@ -306,10 +305,13 @@ def train(  # noqa: PLR0912, PLR0915 - the loop reads best in one piece
     dataset: Dataset | None = None,
     progress: bool = True,
     on_step: Callable[[int, float], None] | None = None,
+    stop_after: int = 0,
 ) -> Path:
     """Train mm-tiny into ``out`` (checkpoint/, train_log.jsonl, mm-tiny/); return the model folder.
 
-    ``dataset`` overrides the generated one (tests train on a tiny subset).
+    ``dataset`` overrides the generated one (tests train on a tiny subset). ``stop_after``
+    (> 0) ends the run at that step with the schedule of the full run, and saves the model from
+    there: a run cut short for time is reproduced exactly by the same arguments.
     """
     device = config.resolved_device()
     if config.threads:
@@ -344,7 +346,8 @@ def train(  # noqa: PLR0912, PLR0915 - the loop reads best in one piece
     model.train(True)
     running: list[float] = []
     started = time.monotonic()
-    while step < config.total_steps:
+    last = min(stop_after, config.total_steps) if stop_after > 0 else config.total_steps
+    while step < last:
         if step == config.stage1_steps and step > 0:
             optimizer = _optimizer(model, 2, config)
         stage2_now = step >= config.stage1_steps
@@ -367,7 +370,7 @@ def train(  # noqa: PLR0912, PLR0915 - the loop reads best in one piece
         if bar is not None:
             bar.update(1)
             bar.set_postfix(loss=f"{value:.3f}", stage=2 if stage2_now else 1)
-        if step % config.log_every == 0 or step == config.total_steps:
+        if step % config.log_every == 0 or step == last:
             record = {
                 "step": step,
                 "stage": 2 if stage2_now else 1,
@@ -378,7 +381,7 @@ def train(  # noqa: PLR0912, PLR0915 - the loop reads best in one piece
             running = []
             with log_path.open("a") as stream:
                 stream.write(json.dumps(record) + "\n")
-        if step % config.checkpoint_every == 0 or step == config.total_steps:
+        if step % config.checkpoint_every == 0 or step == last:
             _save_checkpoint(checkpoint, model, optimizer, step, config)
         if on_step is not None:  # after the checkpoint: a callback may stop the run here
             on_step(step, value)
