@@ -44,6 +44,7 @@ FORBIDDEN = {
     "mm_ros.llm.service": NO_BUS,
     "mm_ros.llm.backends.composed": NO_BUS,
     "mm_ros.llm.annotate": [*NO_BUS, "torch", "transformers"],
+    "mm_ros.train.trainer": NO_BUS,  # training: torch and the world, never a bus
     # node modules load the model in configure, so --help and launch checks stay light
     "mm_ros.nodes.model_service_node": ["torch", "transformers", "tensorrt", "onnxruntime"],
     "mm_ros.nodes.adapter_node": ["torch", "transformers", "tensorrt", "onnxruntime"],

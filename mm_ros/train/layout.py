@@ -64,3 +64,87 @@ def teacher_forcing_batch(
         for row, (task, question, answer) in enumerate(items)
     ]
     return pad_batch(examples)
+
+
+def packed_batch(
+    backend: LoadedBackend,
+    rows: Sequence[Sequence[tuple[str, str, str]]],
+    blocks: Mapping[str, torch.Tensor],
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Several questions about one snapshot per row, sharing the prompt prefix.
+
+    Row b is ``prefix(b) q1 a1 q2 a2 ...``: the prefix (BOS, system text, modality blocks) and
+    each question's tokens are exactly `mm_ros.llm.assembly.prompt_layout`'s; every question
+    sees the prefix and itself only, at the positions it would have alone, so the loss equals
+    the loss of separate `assemble_training` sequences (the test checks it) while the prefix
+    and the adapters run once per snapshot, as the service's KV-prefix cache does.
+
+    Returns (B, L, D) embeddings, (B, 1, L, L) boolean attention mask, (B, L) position ids and
+    (B, L) labels (answer ids + EOS at their own positions, IGNORE elsewhere).
+    """
+    import torch
+
+    from mm_ros.llm.assembly import ADAPTER_TOKEN, prompt_layout
+
+    tokenizer = backend.tokenizer
+    eos = int(tokenizer.eos_token_id)
+    modalities = list(blocks)
+    first_task, first_question, _ = rows[0][0]
+    layout, prefix_pieces = prompt_layout(backend, Task(first_task), first_question, modalities)
+    prefix: list[int] = []
+    spans: dict[str, tuple[int, int]] = {}
+    for piece in layout[:prefix_pieces]:
+        if isinstance(piece, str):
+            n = int(blocks[piece].shape[1])
+            spans[piece] = (len(prefix), len(prefix) + n)
+            prefix.extend([ADAPTER_TOKEN] * n)
+        else:
+            prefix.extend(piece)
+    p = len(prefix)
+    seqs: list[list[int]] = []
+    labels: list[list[int]] = []
+    segments: list[list[int]] = []  # segment number per position: 0 = prefix
+    positions: list[list[int]] = []
+    for row in rows:
+        ids, lab, seg, pos = list(prefix), [IGNORE] * p, [0] * p, list(range(p))
+        for number, (task, question, answer) in enumerate(row, start=1):
+            own, own_prefix = prompt_layout(backend, Task(task), question, modalities)
+            question_ids = [i for piece in own[own_prefix:] if not isinstance(piece, str)
+                            for i in piece]  # fmt: skip
+            answer_ids = [
+                *(int(i) for i in tokenizer(answer, add_special_tokens=False)["input_ids"]),
+                eos,
+            ]
+            part = question_ids + answer_ids
+            ids += part
+            lab += [IGNORE] * len(question_ids) + answer_ids
+            seg += [number] * len(part)
+            pos += list(range(p, p + len(part)))
+        seqs.append(ids)
+        labels.append(lab)
+        segments.append(seg)
+        positions.append(pos)
+    longest = max(len(s) for s in seqs)
+    batch = len(rows)
+    pad = int(tokenizer.pad_token_id)
+    id_t = torch.full((batch, longest), pad, dtype=torch.int64)
+    lab_t = torch.full((batch, longest), IGNORE, dtype=torch.int64)
+    seg_t = torch.full((batch, longest), -1, dtype=torch.int64)  # -1 = padding
+    pos_t = torch.zeros((batch, longest), dtype=torch.int64)
+    for b in range(batch):
+        n = len(seqs[b])
+        id_t[b, :n] = torch.tensor(seqs[b])
+        lab_t[b, :n] = torch.tensor(labels[b])
+        seg_t[b, :n] = torch.tensor(segments[b])
+        pos_t[b, :n] = torch.tensor(positions[b])
+    embeds = backend.embed_text(id_t.clamp(min=0)).clone()  # (B, L, D)
+    for modality, (start, end) in spans.items():
+        embeds[:, start:end] = blocks[modality].to(embeds.dtype)
+    q = torch.arange(longest)
+    causal = q[None, :] <= q[:, None]  # (L, L) key <= query
+    same = seg_t[:, :, None] == seg_t[:, None, :]  # (B, L, L)
+    to_prefix = (seg_t[:, None, :] == 0) & (seg_t[:, :, None] >= 0)
+    mask = (same | to_prefix) & causal[None]
+    mask |= torch.eye(longest, dtype=torch.bool)[None]  # padding rows see themselves: no NaN
+    device = embeds.device
+    return embeds, mask[:, None].to(device), pos_t.to(device), lab_t.to(device)
