@@ -47,6 +47,7 @@ MODALITIES = ("image", "audio", "imu")
 # Stage 2 asks every question a snapshot has; its caption only this often, so the adapters
 # keep what stage 1 taught them without captions crowding out the instructions.
 CAPTION_SHARE = 0.1
+BOX_KINDS = (Kind.GROUNDING.value, Kind.REFER.value, Kind.IDENTIFY.value)
 
 
 @dataclass(frozen=True)
@@ -61,6 +62,9 @@ class TrainConfig:
     batch: int = 8  # snapshots per step; every question about each is asked (about 45 in all)
     lr_stage1: float = 2e-3
     lr_stage2: float = 3e-3
+    # Stage 2 starts without the box tasks (their four hard number tokens per answer drown
+    # the rest): the LM first learns to read the question and the sensors, then to box.
+    boxes_after: int = 500  # stage-2 steps
     warmup_steps: int = 50
     weight_decay: float = 0.01
     word_dropout: float = 0.05  # question words replaced by <unk>: new words are not fatal
@@ -197,7 +201,10 @@ def step_rows(
         if step < config.stage1_steps:
             row = captions
         else:
-            row = [e for e in examples if e.kind != Kind.CAPTION.value]
+            skipped = {Kind.CAPTION.value}
+            if step < config.stage1_steps + config.boxes_after:
+                skipped |= set(BOX_KINDS)
+            row = [e for e in examples if e.kind not in skipped]
             if captions and rng.random() < CAPTION_SHARE:
                 row += captions
         if row:

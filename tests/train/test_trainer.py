@@ -100,3 +100,55 @@ def test_word_dropout_keeps_tags() -> None:
     out = drop_words("what is this {<1><2><30><40>}?", rng, 1.0)
     assert out == "<unk> <unk> <unk> {<1><2><30><40>}?"
     assert drop_words("where is the red cube?", rng, 0.0) == "where is the red cube?"
+
+
+def test_packed_rows_score_like_separate_sequences(small_dataset: data.Dataset) -> None:
+    from mm_ros.train.layout import IGNORE, packed_batch, teacher_forcing_batch
+
+    model = trainer.TinyModel(SMALL, 0)
+    model.train(False)
+    by_snap = trainer._by_snapshot(small_dataset.examples)
+    snaps = sorted(by_snap)[:2]
+    rows = [[(e.task, e.question, e.answer) for e in by_snap[s]] for s in snaps]
+    index = np.array(snaps)
+    blocks = {
+        "image": model.adapters["image"](
+            torch.from_numpy(small_dataset.images[index].astype(np.float32))
+        ),
+        "audio": model.adapters["audio"](
+            torch.from_numpy(small_dataset.audio[index].astype(np.float32))
+        ),
+        "imu": model.adapters["imu"](torch.from_numpy(small_dataset.imu[index])),
+    }
+    with torch.no_grad():
+        embeds, mask, positions, labels = packed_batch(model.backend, rows, blocks)
+        logits = model.llm(inputs_embeds=embeds, attention_mask=mask, position_ids=positions).logits
+        packed = torch.nn.functional.cross_entropy(
+            logits[:, :-1].flatten(0, 1),
+            labels[:, 1:].flatten(),
+            ignore_index=IGNORE,
+            reduction="sum",
+        )
+        flat = [(r, item) for r, row in enumerate(rows) for item in row]
+        which = [r for r, _ in flat]
+        e2, m2, l2 = teacher_forcing_batch(
+            model.backend, [item for _, item in flat], {k: v[which] for k, v in blocks.items()}
+        )
+        lg2 = model.llm(inputs_embeds=e2, attention_mask=m2).logits
+        separate = torch.nn.functional.cross_entropy(
+            lg2[:, :-1].flatten(0, 1), l2[:, 1:].flatten(), ignore_index=IGNORE, reduction="sum"
+        )
+    assert int((labels != IGNORE).sum()) == int((l2 != IGNORE).sum())
+    assert embeds.shape[1] < e2.shape[1] * len(rows[0])  # the prefix is there once per row
+    torch.testing.assert_close(packed, separate, rtol=1e-4, atol=1e-3)
+
+
+def test_stage_one_asks_captions_and_stage_two_the_rest(small_dataset: data.Dataset) -> None:
+    by_snap = trainer._by_snapshot(small_dataset.examples)
+    rng = np.random.default_rng(0)
+    first = trainer.step_rows(0, BASE, by_snap, rng)
+    assert all(e.kind == "caption" for row in first for e in row)
+    later = trainer.step_rows(BASE.stage1_steps, BASE, by_snap, rng)
+    assert len(later) == min(BASE.batch, len(by_snap))
+    assert all(len({e.snap for e in row}) == 1 for row in later)
+    assert {e.kind for row in later for e in row} - {"caption"}
