@@ -47,7 +47,6 @@ MODALITIES = ("image", "audio", "imu")
 # Stage 2 asks every question a snapshot has; its caption only this often, so the adapters
 # keep what stage 1 taught them without captions crowding out the instructions.
 CAPTION_SHARE = 0.1
-BOX_KINDS = (Kind.GROUNDING.value, Kind.REFER.value, Kind.IDENTIFY.value)
 
 
 @dataclass(frozen=True)
@@ -57,14 +56,21 @@ class TrainConfig:
     seed: int = 0
     train_episodes: int = 200
     snapshots_per_episode: int = 30
-    stage1_steps: int = 60
-    stage2_steps: int = 1440
+    stage1_steps: int = 100
+    stage2_steps: int = 4900
     batch: int = 8  # snapshots per step; every question about each is asked (about 45 in all)
     lr_stage1: float = 2e-3
     lr_stage2: float = 3e-3
-    # Stage 2 starts without the box tasks (their four hard number tokens per answer drown
-    # the rest): the LM first learns to read the question and the sensors, then to box.
-    boxes_after: int = 500  # stage-2 steps
+    # Stage 2 adds question kinds one group at a time (stage-2 step, kinds): a random LM
+    # given every kind at once stays on the answer priors for thousands of steps, because
+    # "which block to read" depends on the question; taught one kind after another, each new
+    # kind is learnt in a few hundred steps.
+    curriculum: tuple[tuple[int, tuple[str, ...]], ...] = (
+        (0, ("motion",)),
+        (250, ("audio",)),
+        (500, ("spatial", "spatial-list")),
+        (1200, ("identify", "grounding", "refer")),
+    )
     warmup_steps: int = 50
     weight_decay: float = 0.01
     word_dropout: float = 0.05  # question words replaced by <unk>: new words are not fatal
@@ -188,6 +194,11 @@ def _by_snapshot(examples: Sequence[Example]) -> dict[int, list[Example]]:
     return out
 
 
+def kinds_at(stage2_step: int, config: TrainConfig) -> set[str]:
+    """Question kinds taught at ``stage2_step`` (the curriculum so far)."""
+    return {k for start, kinds in config.curriculum if start <= stage2_step for k in kinds}
+
+
 def step_rows(
     step: int, config: TrainConfig, by_snap: dict[int, list[Example]], rng: np.random.Generator
 ) -> list[list[Example]]:
@@ -201,10 +212,8 @@ def step_rows(
         if step < config.stage1_steps:
             row = captions
         else:
-            skipped = {Kind.CAPTION.value}
-            if step < config.stage1_steps + config.boxes_after:
-                skipped |= set(BOX_KINDS)
-            row = [e for e in examples if e.kind not in skipped]
+            allowed = kinds_at(step - config.stage1_steps, config)
+            row = [e for e in examples if e.kind in allowed]
             if captions and rng.random() < CAPTION_SHARE:
                 row += captions
         if row:
@@ -385,6 +394,8 @@ def train(  # noqa: PLR0912, PLR0915 - the loop reads best in one piece
         stage2_now = step >= config.stage1_steps
         rng = np.random.default_rng([config.seed, step])
         rows = step_rows(step, config, by_snap, rng)
+        if not rows:
+            raise ConfigError(f"step {step}: none of the chosen snapshots has a question to ask")
         for group in optimizer.param_groups:
             group["lr"] = lr_at(step, config)
         loss = batch_loss(

@@ -11,6 +11,7 @@ import torch
 from mm_ros.core.errors import CheckpointError
 from mm_ros.train import data, trainer
 from mm_ros.train.layout import drop_words
+from mm_ros.train.tasks import Kind
 from tests.train.conftest import SMALL
 
 BASE = trainer.TrainConfig(
@@ -148,7 +149,9 @@ def test_stage_one_asks_captions_and_stage_two_the_rest(small_dataset: data.Data
     rng = np.random.default_rng(0)
     first = trainer.step_rows(0, BASE, by_snap, rng)
     assert all(e.kind == "caption" for row in first for e in row)
-    later = trainer.step_rows(BASE.stage1_steps, BASE, by_snap, rng)
-    assert len(later) == min(BASE.batch, len(by_snap))
-    assert all(len({e.snap for e in row}) == 1 for row in later)
-    assert {e.kind for row in later for e in row} - {"caption"}
+    start = trainer.step_rows(BASE.stage1_steps, BASE, by_snap, rng)
+    assert {e.kind for row in start for e in row} == {"motion"}  # the curriculum's first kind
+    assert all(len({e.snap for e in row}) == 1 for row in start)
+    end = trainer.step_rows(BASE.total_steps - 1, BASE, by_snap, rng)
+    assert {e.kind for row in end for e in row} >= {"motion", "spatial", "grounding"}
+    assert trainer.kinds_at(10_000, BASE) == {k.value for k in Kind} - {"caption"}
