@@ -15,7 +15,7 @@ from pathlib import Path
 from mm_ros.core.errors import ConfigError
 
 EXIT_OK = 0
-STAGE1_SHARE = 0.02  # of --steps: alignment is short for a model whose LM starts random
+STAGE1_SHARE = 0.008  # of --steps: alignment is short for a model whose LM starts random
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

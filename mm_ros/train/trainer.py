@@ -56,20 +56,22 @@ class TrainConfig:
     seed: int = 0
     train_episodes: int = 200
     snapshots_per_episode: int = 30
-    stage1_steps: int = 100
-    stage2_steps: int = 4900
+    stage1_steps: int = 40
+    stage2_steps: int = 4960
     batch: int = 8  # snapshots per step; every question about each is asked (about 45 in all)
-    lr_stage1: float = 2e-3
+    lr_stage1: float = 5e-4  # gentle: captions through a frozen random LM teach little
     lr_stage2: float = 3e-3
     # Stage 2 adds question kinds one group at a time (stage-2 step, kinds): a random LM
     # given every kind at once stays on the answer priors for thousands of steps, because
     # "which block to read" depends on the question; taught one kind after another, each new
     # kind is learnt in a few hundred steps.
     curriculum: tuple[tuple[int, tuple[str, ...]], ...] = (
-        (0, ("motion",)),
-        (250, ("audio",)),
-        (500, ("spatial", "spatial-list")),
-        (1200, ("identify", "grounding", "refer")),
+        # the image first: taught after the others, its adapter has already gone constant
+        (0, ("spatial", "spatial-list")),
+        (600, ("motion",)),
+        (800, ("audio",)),
+        (1000, ("identify",)),
+        (1400, ("grounding", "refer")),
     )
     warmup_steps: int = 50
     weight_decay: float = 0.01
