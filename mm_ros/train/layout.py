@@ -66,7 +66,7 @@ def teacher_forcing_batch(
     return pad_batch(examples)
 
 
-def packed_batch(
+def packed_batch(  # noqa: PLR0915 - one pass: layout, ids, labels, mask
     backend: LoadedBackend,
     rows: Sequence[Sequence[tuple[str, str, str]]],
     blocks: Mapping[str, torch.Tensor],

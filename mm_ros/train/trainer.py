@@ -204,7 +204,7 @@ def kinds_at(stage2_step: int, config: TrainConfig) -> set[str]:
 def step_rows(
     step: int, config: TrainConfig, by_snap: dict[int, list[Example]], rng: np.random.Generator
 ) -> list[list[Example]]:
-    """The questions of one step: per chosen snapshot, its captions (stage 1) or the rest."""
+    """Return the questions of one step: per chosen snapshot, its captions or its questions."""
     snaps = sorted(by_snap)
     chosen = rng.choice(len(snaps), size=min(config.batch, len(snaps)), replace=False)
     rows = []
