@@ -219,3 +219,32 @@ def test_embeddings_from_another_token_space_are_rejected(
     assert status == GoalStatus.ABORTED
     assert "no image data" in result.answer.error
     service.close()
+
+
+@pytest.mark.parametrize("family", ["llava", "qwen2_vl"])
+def test_hf_vlm_backend_serves_the_action(
+    make_zenoh: Callable[..., Any],
+    tmp_path: Path,
+    world: Any,
+    family: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from tests.tiny_vlm import make_tiny_llava, make_tiny_qwen2_vl
+
+    monkeypatch.setenv("MM_ROS_CACHE", str(tmp_path / "cache"))  # the split vision adapter
+
+    folder = tmp_path / family
+    (make_tiny_llava if family == "llava" else make_tiny_qwen2_vl)(folder)
+    client = make_zenoh("client")
+    args = ros_args({"backend": "hf-vlm", "model_dir": str(folder), "max_new_tokens": 4})
+    service = ModelServiceNode(make_zenoh("mm", args))
+    wait_for_data(service)
+    status, result = ask(client, {"question": "[grounding] where is the red cube?"})
+    value = convert.answer_value(result.answer)
+    assert status == GoalStatus.SUCCEEDED, value.error
+    assert value.modalities == ("image",)  # a VLM brings only its vision adapter
+    assert value.image is not None
+    assert value.prompt_tokens > 0
+    assert "prefill" in dict(value.latency_s)  # random weights may stop at once (EOS)
+    assert (tmp_path / "cache" / "hf-vlm").is_dir()
+    service.close()
