@@ -38,6 +38,7 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from mm_ros.bus.naming import RELIABLE
+from mm_ros.bus.protocol import BusError
 from mm_ros.core.lifecycle import (
     GRAPH,
     HOOKS,
@@ -117,14 +118,18 @@ def event_publisher(bus: Bus) -> Any:
     publisher = bus.create_publisher(EVENT_TOPIC, EVENT_TYPE, RELIABLE)
 
     def publish(event: Event) -> None:
-        publisher.publish(
-            {
-                "timestamp": event.timestamp_ns,
-                "transition": {"id": int(event.transition), "label": event.transition.label},
-                "start_state": _state(event.start),
-                "goal_state": _state(event.goal),
-            }
-        )
+        message = {
+            "timestamp": event.timestamp_ns,
+            "transition": {"id": int(event.transition), "label": event.transition.label},
+            "start_state": _state(event.start),
+            "goal_state": _state(event.goal),
+        }
+        try:
+            publisher.publish(message)
+        except BusError as err:  # shutdown after SIGINT: the bus is closing, the state counts
+            log.debug("transition event %s not sent: %s", event.transition.label, err)
+        except Exception as err:  # noqa: BLE001 - an event lost must not break the machine
+            log.warning("transition event %s not sent: %s", event.transition.label, err)
 
     return publish
 
