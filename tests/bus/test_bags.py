@@ -194,5 +194,5 @@ def test_bag_play_clock_flag(flags: list[str], clock: float | None) -> None:
 def test_replay_rejects_bad_rates(make_zenoh, tmp_path: Path) -> None:
     write_ticks(tmp_path / "ticks", 1, 1_700_000_000_000_000_000, 1)
     player = make_zenoh("player")
-    with pytest.raises(ConfigError, match="found 1.0, 0"):
+    with pytest.raises(ConfigError, match=r"found 1\.0, 0"):
         play(player, BagReader(tmp_path / "ticks"), clock=True, clock_hz=0, stop=threading.Event())
