@@ -234,6 +234,34 @@ def test_sim_time_follows_clock(make_node) -> None:
         time.sleep(0.02)
 
 
+def test_sim_time_timers_follow_clock(make_node) -> None:
+    clock = make_node("clock")
+    node = make_node("sim", ["--ros-args", "-p", "use_sim_time:=true"])
+    calls: list[int] = []
+    node.create_timer(10.0, lambda: calls.append(node.now_ns()))  # never due in wall time here
+    pub = clock.create_publisher("/clock", "rosgraph_msgs/msg/Clock", QoS(depth=1))
+    matched(clock, "/clock")
+    base = 100 * 10**9
+
+    def publish_until_seen(stamp: int) -> None:
+        for _ in range(100):  # the first ones may go out before the route is up
+            pub.publish({"clock": {"sec": stamp // 10**9, "nanosec": stamp % 10**9}})
+            try:
+                wait_until(lambda: node.now_ns() == stamp, 0.1, f"clock {stamp}")
+            except BusTimeoutError:
+                continue
+            return
+        pytest.fail(f"clock {node.now_ns()} never reached {stamp}")
+
+    # 45 s of sim time in 2.5 s steps, in far less wall time than one timer period
+    for step in range(19):
+        publish_until_seen(base + step * 2_500_000_000)
+    wait_until(lambda: len(calls) >= 5, 10, "5 timer calls on sim time")
+    # the jump from 0 to 100 s calls once (missed periods skipped), then 110 s ... 140 s
+    assert len(calls) == 5
+    assert all(base <= t <= base + 45 * 10**9 for t in calls)
+
+
 def test_router_unreachable_is_a_clear_error() -> None:
     from tests.bus.conftest import free_port  # zenoh only: rclpy has no router
 
