@@ -408,7 +408,7 @@ class SimTimer:
         self._next_ns += (missed + 1) * self._period_ns
         try:
             self._callback()
-        except Exception:  # noqa: BLE001 - one failing timer must not stop the others
+        except Exception:  # one failing timer must not stop the others
             self._bus.log.exception("timer callback raised")
 
     def cancel(self) -> None:
