@@ -9,6 +9,7 @@ import importlib
 
 EXECUTABLES: dict[str, str] = {
     "mm-ros": "mm_ros.cli.main:main",
+    "bag_player": "mm_ros.nodes.bag_player_node:main",
     "camera": "mm_ros.nodes.camera_node:main",
     "microphone": "mm_ros.nodes.microphone_node:main",
     "sensor_monitor": "mm_ros.nodes.sensor_monitor_node:main",

@@ -1,8 +1,8 @@
 """Managed (lifecycle) nodes on any ``Bus``: the standard services and transition events.
 
-``serve_lifecycle(bus, machine)`` exposes a ``mm_ros.core.lifecycle.LifecycleMachine`` as
-rclcpp/rclpy lifecycle nodes do, so ``ros2 lifecycle get|set|list`` (ROS 2) and
-``mm-ros lifecycle get|set|list`` (pip) drive it:
+``LifecycleServer(bus, machine)`` exposes a ``mm_ros.core.lifecycle.LifecycleMachine`` (made
+with ``on_event=event_publisher(bus)``) as rclcpp/rclpy lifecycle nodes do, so
+``ros2 lifecycle get|set|list`` (ROS 2) and ``mm-ros lifecycle get|set|list`` (pip) drive it:
 
 - ``~/change_state`` (lifecycle_msgs/srv/ChangeState; the label wins over the id when given),
 - ``~/get_state`` (GetState), ``~/get_available_states`` (GetAvailableStates),
@@ -13,10 +13,14 @@ An invalid transition answers ``success: false`` and logs why (current state, va
 
 Node-facing API (what a node class uses)::
 
+    @dataclass(frozen=True)
+    class ModelServiceConfig(ManagedConfig):    # adds the `autostart` parameter (and --help)
+        ...
+
     class ModelServiceNode(LifecycleNode):
         def __init__(self, bus):
             self.config = declare_config(bus, ModelServiceConfig)   # loads nothing
-            super().__init__(bus)               # declares `autostart`, serves the services
+            super().__init__(bus, autostart=self.config.autostart)  # serves the services
         def on_configure(self, previous): ...   # load weights/engines; raise or return
         def on_activate(self, previous): ...    #   Result.FAILURE to refuse
         def on_deactivate(self, previous): ...
@@ -24,17 +28,20 @@ Node-facing API (what a node class uses)::
         def on_shutdown(self, previous): ...
         def on_error(self, previous): ...       # after an ERROR; SUCCESS -> unconfigured
 
-Hooks get the primary state the transition started from and return None (SUCCESS) or a
-``Result``; an exception is an ERROR. They run on the bus's executor thread (service calls)
-or on the caller's (``start``/``close``). ``run_node`` calls ``start()`` after building the
-node: with ``autostart`` true (the default) it configures and activates, so ``mm-ros run``
-needs no extra step; a failure there ends the process with the reason. ``close()`` runs
-``shutdown`` unless the node is finalized already; a subclass's ``close`` must call it.
+Without ``autostart=`` (a Config not derived from ``ManagedConfig``), ``LifecycleNode``
+declares the ``autostart`` parameter itself. Hooks get the primary state the transition
+started from and return None (SUCCESS) or a ``Result``; an exception is an ERROR. They run on
+the bus's executor thread (service calls) or on the caller's (``start``/``close``).
+``run_node`` calls ``start()`` after building the node: with ``autostart`` true (the default)
+it configures and activates, so ``mm-ros run`` needs no extra step; a failure there ends the
+process with the reason. ``close()`` runs ``shutdown`` unless the node is finalized already;
+a subclass's ``close`` must call it.
 """
 
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from mm_ros.bus.naming import RELIABLE
@@ -52,11 +59,21 @@ from mm_ros.core.lifecycle import (
     Result,
     State,
 )
+from mm_ros.nodes.params import param
 
 if TYPE_CHECKING:
     from mm_ros.bus.protocol import Bus
 
 log = logging.getLogger("mm_ros.lifecycle")
+AUTOSTART_HELP = "configure and activate at start (false: wait for a lifecycle manager)"
+
+
+@dataclass(frozen=True)
+class ManagedConfig:
+    """Parameters every managed node has; a managed node's Config derives from it."""
+
+    autostart: bool = param(True, AUTOSTART_HELP)
+
 
 SERVICES = {  # service name -> type, as rcl_lifecycle names them
     "~/change_state": "lifecycle_msgs/srv/ChangeState",
@@ -158,11 +175,7 @@ class LifecycleNode:
         """Serve the lifecycle on ``bus``; ``autostart=None`` declares the parameter here."""
         self.bus = bus
         if autostart is None:
-            autostart = bool(
-                bus.declare_parameter(
-                    "autostart", True, "configure and activate at start (false: wait for a manager)"
-                )
-            )
+            autostart = bool(bus.declare_parameter("autostart", True, AUTOSTART_HELP))
         self.autostart = autostart
         hooks = {name: getattr(self, name) for name in HOOKS.values()}
         self.lifecycle = LifecycleMachine(hooks, clock_ns=bus.now_ns, on_event=event_publisher(bus))

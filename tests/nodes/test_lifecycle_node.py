@@ -75,3 +75,25 @@ def test_failed_autostart_exits_with_the_reason(run, capsys: pytest.CaptureFixtu
     err = capsys.readouterr().err
     assert "autostart activate failed: on_activate returned FAILURE (node is inactive)" in err
     assert ManagedNode.calls[-1] == "shutdown from inactive"
+
+
+def test_managed_config_carries_autostart(make_zenoh) -> None:
+    import dataclasses
+
+    from mm_ros.nodes.lifecycle import ManagedConfig
+    from mm_ros.nodes.params import declare_config, param
+
+    @dataclasses.dataclass(frozen=True)
+    class ServiceConfig(ManagedConfig):
+        max_queue: int = param(8, "questions waiting at most")
+
+    class Service(LifecycleNode):
+        def __init__(self, bus: Bus) -> None:
+            self.config = declare_config(bus, ServiceConfig)
+            super().__init__(bus, autostart=self.config.autostart)
+
+    bus = make_zenoh("service", ["--ros-args", "-p", "autostart:=false", "-p", "max_queue:=3"])
+    node = Service(bus)
+    assert node.config == ServiceConfig(autostart=False, max_queue=3)
+    assert node.start() is State.UNCONFIGURED  # autostart off: waits for a manager
+    assert bus.undeclared_overrides == []
