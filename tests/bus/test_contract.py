@@ -408,3 +408,56 @@ def test_lifecycle_autostart_and_shutdown_on_close(make_node) -> None:
     ):
         failing.start()
     assert failing.lifecycle.state is LifecycleState.INACTIVE
+
+
+def test_lifecycle_answers_equal_rclpys_own_lifecycle_node(make_node) -> None:
+    """rclpy only: our server and rclpy.lifecycle.LifecycleNode answer alike (the oracle)."""
+    caller_bus = make_node("caller")
+    if type(caller_bus).__name__ != "RclpyBus":
+        pytest.skip("needs rclpy's own LifecycleNode (ROS tier)")
+    from rclpy.executors import SingleThreadedExecutor
+    from rclpy.lifecycle import LifecycleNode as RclpyLifecycleNode
+
+    Managed(make_node("ours", ["--ros-args", "-p", "autostart:=false"]))
+    theirs = RclpyLifecycleNode("theirs")
+    executor = SingleThreadedExecutor()
+    executor.add_node(theirs)
+    done = threading.Event()
+
+    def spin() -> None:
+        while not done.is_set():
+            executor.spin_once(timeout_sec=0.05)
+
+    spinner = threading.Thread(target=spin)
+    spinner.start()
+    try:
+        callers = {who: LifecycleCaller(caller_bus, f"/{who}") for who in ("ours", "theirs")}
+
+        def answers(caller: LifecycleCaller) -> dict:
+            def edges(items):
+                return [(t.transition.id, t.transition.label, t.start_state.id, t.goal_state.id)
+                        for t in items]  # fmt: skip
+
+            return {
+                "states": [(s.id, s.label) for s in caller.states.call({}).available_states],
+                "graph": edges(caller.graph.call({}).available_transitions),
+                "available": edges(caller.available.call({}).available_transitions),
+                "state": caller.state(),
+            }
+
+        for step in ("configure", "activate", "nonsense", "deactivate", "shutdown"):
+            assert answers(callers["ours"]) == answers(callers["theirs"]), step
+            assert callers["ours"].set(step) == callers["theirs"].set(step), step
+        assert callers["ours"].state() == callers["theirs"].state() == (4, "finalized")
+        wait_until(lambda: len(callers["theirs"].events) >= 8, 10, "rclpy's 8 events")
+        wait_until(lambda: len(callers["ours"].events) >= 8, 10, "our 8 events")
+        # rcl_lifecycle (Jazzy) leaves the event's `transition` zeroed; ours names it
+        ours, theirs_events = callers["ours"].events, callers["theirs"].events
+        assert [e[1:] for e in ours] == [e[1:] for e in theirs_events]
+        assert {e[0] for e in theirs_events} == {0}
+        assert [e[0] for e in ours] == [1, 10, 3, 30, 4, 40, 6, 50]
+    finally:
+        done.set()
+        spinner.join(5)
+        executor.shutdown(timeout_sec=1)
+        theirs.destroy_node()
