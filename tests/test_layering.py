@@ -39,6 +39,14 @@ FORBIDDEN = {
     "mm_ros.engines.runtimes.tensorrt": NO_RUNTIMES,
     "mm_ros.engines.builder": NO_RUNTIMES,
     "mm_ros.cli.engines_cmd": HEAVY,
+    # the token-space service: torch and transformers, never a bus
+    "mm_ros.llm": [*NO_RUNTIMES, "torch", "transformers"],
+    "mm_ros.llm.service": NO_BUS,
+    "mm_ros.llm.backends.composed": NO_BUS,
+    "mm_ros.llm.annotate": [*NO_BUS, "torch", "transformers"],
+    # node modules load the model in configure, so --help and launch checks stay light
+    "mm_ros.nodes.model_service_node": ["torch", "transformers", "tensorrt", "onnxruntime"],
+    "mm_ros.nodes.adapter_node": ["torch", "transformers", "tensorrt", "onnxruntime"],
 }
 CORE = Path(__file__).resolve().parents[1] / "mm_ros" / "core"
 ALL_CORE_MODULES = sorted(

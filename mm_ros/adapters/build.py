@@ -11,12 +11,23 @@ from torch import nn
 from mm_ros.adapters.audio import AudioAdapter
 from mm_ros.adapters.image import ImageAdapter
 from mm_ros.adapters.imu import ImuAdapter
-from mm_ros.adapters.spec import AdapterSpec, Modality
+from mm_ros.adapters.spec import AdapterSpec, EncoderFamily, Modality
 from mm_ros.adapters.video import VideoAdapter
 from mm_ros.core.errors import ConfigError
 
+VLM_FAMILIES = (EncoderFamily.LLAVA_VISION, EncoderFamily.QWEN2_VL_VISION)
+
+
+def _image(spec: AdapterSpec) -> nn.Module:
+    if spec.encoder.family in VLM_FAMILIES:
+        from mm_ros.adapters.vlm import build_vlm_vision
+
+        return build_vlm_vision(spec)
+    return ImageAdapter(spec)
+
+
 BUILDERS: dict[Modality, Callable[[AdapterSpec], nn.Module]] = {
-    Modality.IMAGE: ImageAdapter,
+    Modality.IMAGE: _image,
     Modality.VIDEO: VideoAdapter,
     Modality.AUDIO: AudioAdapter,
     Modality.IMU: ImuAdapter,

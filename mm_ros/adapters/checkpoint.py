@@ -52,7 +52,9 @@ def save_adapter(module: nn.Module, spec: AdapterSpec, folder: Path) -> Path:
 
     folder.mkdir(parents=True, exist_ok=True)
     tensors = {k: v.detach().contiguous().cpu() for k, v in module.state_dict().items()}
-    save_file(tensors, str(folder / WEIGHTS), metadata={"format": "pt", "adapter": spec.name})
+    # one metadata key: safetensors writes a map in arbitrary order, and the file hash (the
+    # adapter identity) must not change when the same weights are saved again
+    save_file(tensors, str(folder / WEIGHTS), metadata={"format": "pt"})
     text = json.dumps(spec_to_json(spec), indent=2, sort_keys=True)
     (folder / ADAPTER_JSON).write_text(text + "\n", encoding="utf-8")
     return folder

@@ -39,6 +39,10 @@ class EncoderFamily(str, Enum):
     WHISPER = "whisper"  # transformers WhisperEncoder on the same log-mel front end
     CLAP = "clap"  # transformers ClapAudioModel (HTSAT) on the same log-mel front end
     IMU_CONV = "imu_conv"  # 1D conv stack over the resampled window
+    # Vision parts split off an HF vision-language model (mm_ros.adapters.vlm): encoder and
+    # projector in one, tokens already in the VLM's language-model space.
+    LLAVA_VISION = "llava_vision"  # LLaVA: vision tower layer → multi_modal_projector
+    QWEN2_VL_VISION = "qwen2_vl_vision"  # Qwen2-VL: vision transformer + 2x2 patch merger
 
 
 class ReducerKind(str, Enum):

@@ -123,7 +123,7 @@ class TokenSpaceMismatchError(ModelError, ValueError):
 
 
 class QueryError(ModelError):
-    """A query ended without an answer; ``reason`` is one of QUERY_FAILURES."""
+    """A query ended without an answer; ``reason`` is one of scheduler.QUERY_FAILURES."""
 
     def __init__(self, reason: str, message: str) -> None:
         self.reason = reason

@@ -11,7 +11,8 @@ from typing import TYPE_CHECKING, Any
 
 from mm_ros.bus.naming import LATCHED, SENSOR_DATA
 from mm_ros.core.audio import decode_audio_mgonzs13, decode_audio_ros_drivers
-from mm_ros.core.errors import ConfigError, InvalidValueError
+from mm_ros.core.camera import decode_camera_info
+from mm_ros.core.errors import ConfigError, DecodeError, InvalidValueError
 from mm_ros.core.health import InputCounters
 from mm_ros.core.images import decode_compressed_image, decode_image
 from mm_ros.core.imu import decode_imu
@@ -23,6 +24,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
     from mm_ros.bus.protocol import Bus
+    from mm_ros.core.sensors import CameraModel
 
 NS = 1_000_000_000
 
@@ -38,6 +40,7 @@ class SensorInputsConfig:
 
     image_topic: str = param("camera/image_raw", "sensor_msgs/Image (or CompressedImage)")
     image_transport: str = param("raw", "raw: sensor_msgs/Image; compressed: CompressedImage")
+    camera_info_topic: str = param("camera/camera_info", "sensor_msgs/CameraInfo (bearings)")
     imu_topic: str = param("imu/data", "sensor_msgs/Imu")
     audio_topic: str = param("audio/audio_stamped", "AudioDataStamped or AudioStamped")
     audio_info_topic: str = param("audio/audio_info", "AudioInfo (ros-drivers layout only)")
@@ -58,8 +61,16 @@ class SensorInputsConfig:
 class SensorInputs:
     """Subscribes image, IMU and audio; keeps ``windows`` and per-input counters."""
 
-    def __init__(self, bus: Bus, config: SensorInputsConfig, warn: Callable[[str], None]) -> None:
+    def __init__(
+        self,
+        bus: Bus,
+        config: SensorInputsConfig,
+        warn: Callable[[str], None],
+        modalities: tuple[str, ...] = ("image", "imu", "audio"),
+    ) -> None:
         c = config
+        self.camera: CameraModel | None = None  # newest valid CameraInfo
+        self._warn = warn
         bus.set_audio_layout(c.audio_layout)
         audio_ns = int(c.audio_window_s * NS)
         self.windows = SensorWindows(
@@ -76,6 +87,14 @@ class SensorInputs:
             "audio": Intake(c.audio_topic, audio.add, warn),
         }
         self._audio_info: Any = None
+        if "image" in modalities:
+            self._subscribe_image(bus, c)
+        if "imu" in modalities:
+            bus.create_subscription(c.imu_topic, "sensor_msgs/msg/Imu", self._on_imu, SENSOR_DATA)
+        if "audio" in modalities:
+            self._subscribe_audio(bus, c)
+
+    def _subscribe_image(self, bus: Bus, c: SensorInputsConfig) -> None:
         if c.image_transport == "raw":
             bus.create_subscription(
                 c.image_topic, "sensor_msgs/msg/Image", self._on_image, SENSOR_DATA
@@ -84,7 +103,11 @@ class SensorInputs:
             bus.create_subscription(
                 c.image_topic, "sensor_msgs/msg/CompressedImage", self._on_compressed, SENSOR_DATA
             )
-        bus.create_subscription(c.imu_topic, "sensor_msgs/msg/Imu", self._on_imu, SENSOR_DATA)
+        bus.create_subscription(
+            c.camera_info_topic, "sensor_msgs/msg/CameraInfo", self._on_camera_info, SENSOR_DATA
+        )
+
+    def _subscribe_audio(self, bus: Bus, c: SensorInputsConfig) -> None:
         if c.audio_layout == "ros-drivers":
             bus.create_subscription(
                 c.audio_info_topic, "audio_common_msgs/msg/AudioInfo", self._on_audio_info, LATCHED
@@ -116,6 +139,14 @@ class SensorInputs:
                 frame_id=m.header.frame_id,
             )
         )
+
+    def _on_camera_info(self, m: Any) -> None:
+        try:
+            self.camera = decode_camera_info(
+                m.width, m.height, m.distortion_model, m.d, m.k, frame_id=m.header.frame_id
+            )
+        except DecodeError as err:
+            self._warn(f"{err} (CameraInfo ignored; bearings fall back to the image width)")
 
     def _on_compressed(self, m: Any) -> None:
         self.intakes["image"].offer(

@@ -1,0 +1,183 @@
+"""``camera_adapter``, ``audio_adapter``, ``imu_adapter``: encode a sensor near where it is.
+
+Each runs one modality adapter of a model (``model_dir``, or an ``adapter_dir`` of its own) on
+the newest sensor data, at most ``rate_hz`` times a second and only when new data arrived, and
+publishes ``embeddings/<modality>`` (mm_ros/msg/TokenEmbeddings): tokens already in the language
+model's space, far smaller than the frames. A ``model_service`` with
+``remote_modalities:=<modality>`` in the same namespace answers from them; it refuses tokens
+whose adapter id or checkpoint hash is not its own.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from mm_ros.bus.naming import SENSOR_DATA
+from mm_ros.core.embeddings import encode_tokens
+from mm_ros.core.errors import ConfigError
+from mm_ros.core.sensors import Modality
+from mm_ros.nodes import convert
+from mm_ros.nodes.params import declare_config, param
+from mm_ros.nodes.runner import run_node
+from mm_ros.nodes.sensor_inputs import SensorInputs, SensorInputsConfig
+
+if TYPE_CHECKING:
+    from mm_ros.bus.protocol import Bus
+    from mm_ros.llm.service import Block
+
+NS = 1_000_000_000
+log = logging.getLogger("mm_ros.adapter")
+
+
+@dataclass(frozen=True)
+class AdapterNodeConfig(SensorInputsConfig):
+    """Parameters of the adapter nodes."""
+
+    model_dir: str = param("", "model whose adapter runs here; empty = the embedded default")
+    adapter_dir: str = param("", "adapter checkpoint folder; overrides model_dir")
+    runtimes: str = param("tensorrt,onnxruntime,torch", "adapter runtimes, fastest first")
+    engine_cache_dir: str = param("engines/cache", "TensorRT engine cache folder")
+    rate_hz: float = param(10.0, "encode at most this often (newest data only)")
+    dtype: str = param("float32", "token dtype on the wire: float32 or float16")
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.rate_hz <= 0:
+            raise ConfigError(f"rate_hz must be > 0, found {self.rate_hz}")
+        if self.dtype not in {"float32", "float16"}:
+            raise ConfigError(f"dtype must be float32 or float16, found {self.dtype!r}")
+
+
+class AdapterNode:
+    """Sensor intake for one modality + its adapter + a publisher of TokenEmbeddings."""
+
+    name = "adapter"
+    modality: ClassVar[str] = "image"
+    description = __doc__ or ""
+    Config = AdapterNodeConfig
+
+    def __init__(self, bus: Bus) -> None:
+        from mm_ros.llm.service import block_source
+
+        self.bus = bus
+        self.config = declare_config(bus, AdapterNodeConfig)
+        self.inputs = SensorInputs(bus, self.config, log.warning, (self.modality,))
+        self.session, self.identity = self._load()  # autostart: the adapter loads here
+        self._block_source = block_source
+        self._last_key: tuple[Any, ...] | None = None
+        self._publisher = bus.create_publisher(
+            f"embeddings/{self.modality}", "mm_ros/msg/TokenEmbeddings", SENSOR_DATA
+        )
+        self._make = bus.msg("mm_ros/msg/TokenEmbeddings")
+        self._timer = bus.create_timer(1.0 / self.config.rate_hz, self.encode_newest)
+        log.info("%s: %s on %s", self.name, self.identity[0], self.session.runtime.describe())
+
+    def _load(self) -> tuple[Any, tuple[str, str]]:
+        from mm_ros.adapters.checkpoint import load_adapter
+        from mm_ros.engines.selection import select_runtime
+        from mm_ros.engines.session import AdapterSession
+        from mm_ros.llm.backends.composed import default_model_dir, read_manifest
+
+        c = self.config
+        folder = Path(c.adapter_dir) if c.adapter_dir else None
+        if folder is None:
+            model = Path(c.model_dir) if c.model_dir else default_model_dir()
+            adapters = read_manifest(model).adapters
+            if self.modality not in adapters:
+                raise ConfigError(
+                    f"model {model} has no {self.modality} adapter (it has {sorted(adapters)})"
+                )
+            folder = model / adapters[self.modality]
+        loaded = load_adapter(folder)
+        if loaded.spec.modality.value != self.modality:
+            raise ConfigError(
+                f"{folder}: adapter encodes {loaded.spec.modality.value}, this node "
+                f"{self.name} encodes {self.modality}"
+            )
+        from mm_ros.nodes.model_service import ModelServiceConfig
+
+        engine = (
+            ModelServiceConfig(runtimes=c.runtimes, engine_cache_dir=c.engine_cache_dir)
+            .backend_config()
+            .engine
+        )
+        assert engine is not None  # backend_config always sets it
+        selection = select_runtime(loaded, engine)
+        session = AdapterSession(loaded.spec, selection.runtime, "float32")
+        return session, (loaded.spec.name, loaded.weights_sha256)
+
+    def encode_newest(self) -> None:
+        """Encode the newest data if it is new; publish its tokens."""
+        spec = self.session.spec
+        span_s = spec.audio.clip_s if spec.audio else spec.imu.window_s if spec.imu else 0.1
+        sensor = {"image": Modality.IMAGE, "audio": Modality.AUDIO, "imu": Modality.IMU}
+        snapshot = self.inputs.windows.snapshot(None, {sensor[self.modality]: int(span_s * NS)})
+        found = self._block_source(self.modality, self.session, snapshot)
+        if found is None or found[0] == self._last_key:
+            return
+        self._last_key = found[0]
+        self._publisher.publish(self._make(**self.message(found[1]())))
+
+    def message(self, block: Block) -> dict[str, Any]:
+        """TokenEmbeddings fields of one encoded block."""
+        shape, dtype, data = encode_tokens(block.tokens, self.config.dtype)
+        out: dict[str, Any] = {
+            "header": convert.header(block.stamp_ns, block.frame_id),
+            "window_start": convert.header(block.start_ns, "")["stamp"],
+            "modality": self.modality,
+            "adapter_id": self.identity[0],
+            "checkpoint_sha256": self.identity[1],
+            "shape": shape,
+            "dtype": dtype,
+            "data": data,
+        }
+        if block.transform is not None and block.image is not None:
+            out["source_width"] = block.image.width
+            out["source_height"] = block.image.height
+            out["input_to_source"] = list(block.transform.as_tuple())
+        return out
+
+    def close(self) -> None:
+        """Stop encoding and release the runtime."""
+        self._timer.cancel()
+        self.session.runtime.close()
+
+
+class CameraAdapterNode(AdapterNode):
+    """The image adapter as a node."""
+
+    name = "camera_adapter"
+    modality = "image"
+
+
+class AudioAdapterNode(AdapterNode):
+    """The audio adapter as a node."""
+
+    name = "audio_adapter"
+    modality = "audio"
+
+
+class ImuAdapterNode(AdapterNode):
+    """The IMU adapter as a node."""
+
+    name = "imu_adapter"
+    modality = "imu"
+
+
+def camera_main(argv: list[str] | None = None) -> int:
+    """Entry point of ``camera_adapter``."""
+    return run_node(CameraAdapterNode, list(sys.argv[1:] if argv is None else argv))
+
+
+def audio_main(argv: list[str] | None = None) -> int:
+    """Entry point of ``audio_adapter``."""
+    return run_node(AudioAdapterNode, list(sys.argv[1:] if argv is None else argv))
+
+
+def imu_main(argv: list[str] | None = None) -> int:
+    """Entry point of ``imu_adapter``."""
+    return run_node(ImuAdapterNode, list(sys.argv[1:] if argv is None else argv))

@@ -1,0 +1,427 @@
+"""The model service without the bus: parameters, model loading, the question queue, remote tokens.
+
+`ServiceCore` is what ``model_service_node`` delegates to: it loads the backend (in
+``configure``, never in a constructor), queues questions (one model, many askers), cuts a
+snapshot of the sensor windows for each one, merges tokens from remote adapter nodes, and builds
+the diagnostics and the annotated image. Tests drive it directly.
+"""
+
+from __future__ import annotations
+
+import collections
+import threading
+import time
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any
+
+from mm_ros.core.answers import AnswerValue, ImageRef
+from mm_ros.core.embeddings import decode_tokens
+from mm_ros.core.errors import ConfigError, DecodeError, QueryError, TokenSpaceMismatchError
+from mm_ros.core.health import Level
+from mm_ros.core.images import encode_image
+from mm_ros.core.preprocessing import ImageTransform
+from mm_ros.core.scheduler import QueryScheduler, Ticket
+from mm_ros.core.sensors import Frame, PixelFormat
+from mm_ros.nodes.params import check_choice, param
+from mm_ros.nodes.sensor_inputs import SensorInputsConfig, stamp_ns
+
+if TYPE_CHECKING:
+    import logging
+    from collections.abc import Callable
+
+    from mm_ros.llm.backends.base import BackendConfig
+    from mm_ros.llm.service import AnswerEngine, Block, Query, ServiceSettings
+    from mm_ros.nodes.sensor_inputs import SensorInputs
+
+NS = 1_000_000_000
+WAIT_SLICE_S = 0.05  # how often a waiting action goal looks for a cancel request
+REMOTE_KEPT = 64  # TokenEmbeddings kept per modality (a few seconds at adapter rates)
+MODALITIES = ("image", "audio", "imu", "video")
+
+
+def _names(text: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in text.split(",") if part.strip())
+
+
+@dataclass(frozen=True)
+class ModelServiceConfig(SensorInputsConfig):
+    """Parameters of ``model_service`` (lists are comma-separated strings)."""
+
+    backend: str = param("composed", "composed (adapters + causal LM) or hf-vlm")
+    model_dir: str = param("", "model folder; empty = the embedded default mm-tiny")
+    device: str = param("cpu", "torch device of the language model: cpu, cuda, cuda:N")
+    dtype: str = param("float32", "language-model weights: float32, float16, bfloat16")
+    box_format: str = param("", "box syntax the model writes; empty = the model folder's")
+    box_scale: str = param("", "what box numbers mean; empty = the format's usual scale")
+    runtimes: str = param("tensorrt,onnxruntime,torch", "adapter runtimes, fastest first")
+    engine_cache_dir: str = param("engines/cache", "TensorRT engine cache folder")
+    remote_modalities: str = param("", "modalities encoded by adapter nodes, e.g. image,imu")
+    max_queue: int = param(8, "questions waiting at most; beyond it an immediate error")
+    timeout_s: float = param(30.0, "default per-question deadline (goal timeout_s 0)")
+    max_new_tokens: int = param(48, "default answer length limit in tokens")
+    temperature: float = param(0.0, "0 = greedy (deterministic); > 0 samples")
+    top_p: float = param(1.0, "nucleus sampling mass (temperature > 0)")
+    seed: int = param(0, "sampling seed")
+    stop_strings: str = param("", "comma-separated strings that end an answer")
+    centre_half_width_deg: float = param(10.0, "|azimuth| below this is 'centre'")
+    publish_annotated: bool = param(True, "draw boxes on ~/annotated")
+    diagnostics_period_s: float = param(1.0, "seconds between /diagnostics messages")
+    diagnostics_topic: str = param("/diagnostics", "diagnostic_msgs/DiagnosticArray")
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        for name in _names(self.remote_modalities):
+            check_choice("remote_modalities entry", name, MODALITIES)
+        if self.max_queue < 1 or self.timeout_s <= 0 or self.max_new_tokens < 1:
+            raise ConfigError(
+                f"need max_queue >= 1, timeout_s > 0, max_new_tokens >= 1; found "
+                f"{self.max_queue}, {self.timeout_s}, {self.max_new_tokens}"
+            )
+        if self.diagnostics_period_s <= 0:
+            raise ConfigError(
+                f"diagnostics_period_s must be > 0, found {self.diagnostics_period_s}"
+            )
+        self.backend_config()  # validates backend, dtype, box settings, runtimes
+        self.settings()
+
+    def backend_config(self) -> BackendConfig:
+        """Return the backend part of the parameters."""
+        from mm_ros.engines.runtimes.base import RuntimeKind
+        from mm_ros.engines.selection import EngineConfig
+        from mm_ros.llm.backends.base import BackendConfig
+
+        kinds = []
+        for name in _names(self.runtimes):
+            check_choice("runtimes entry", name, tuple(k.value for k in RuntimeKind))
+            kinds.append(RuntimeKind(name))
+        device = "cuda" if self.device.startswith("cuda") else "cpu"
+        engine = EngineConfig(
+            preference=tuple(kinds), device=device, engine_cache_dir=self.engine_cache_dir
+        )
+        return BackendConfig(
+            self.backend,
+            self.model_dir,
+            self.device,
+            self.dtype,
+            self.box_format,
+            self.box_scale,
+            engine,
+        )
+
+    def settings(self) -> ServiceSettings:
+        """Return the answering part of the parameters."""
+        from mm_ros.llm.generation import GenerationConfig
+        from mm_ros.llm.service import ServiceSettings
+
+        generation = GenerationConfig(
+            max_new_tokens=self.max_new_tokens,
+            do_sample=self.temperature > 0,
+            temperature=self.temperature if self.temperature > 0 else 1.0,
+            top_p=self.top_p,
+            seed=self.seed,
+            stop_strings=_names(self.stop_strings),
+        )
+        return ServiceSettings(generation, self.centre_half_width_deg)
+
+
+def query_from_goal(request: Any, config: ModelServiceConfig) -> Query:
+    """Turn an Ask goal (or a plain question string) into a Query with defaults filled in."""
+    from mm_ros.llm.service import Query
+
+    if isinstance(request, str):
+        return Query(request, timeout_s=config.timeout_s)
+    at_ns = int(request.stamp.sec) * NS + int(request.stamp.nanosec)
+    return Query(
+        question=request.question,
+        task=request.task,
+        modalities=tuple(request.modalities),
+        at_ns=at_ns or None,
+        window_s=float(request.window_s),
+        timeout_s=float(request.timeout_s) or config.timeout_s,
+        max_new_tokens=int(request.max_new_tokens),
+    )
+
+
+@dataclass
+class Job:
+    """A queued question with its streaming hook."""
+
+    query: Query
+    feedback: Callable[[str, int, str], None] | None
+    submitted: float = field(default_factory=time.monotonic)
+
+
+class ServiceCore:
+    """Model + queue + remote token store behind the model_service node."""
+
+    def __init__(
+        self, config: ModelServiceConfig, inputs: SensorInputs, log: logging.Logger
+    ) -> None:
+        self.config = config
+        self.inputs = inputs
+        self.log = log
+        self.remote_modalities = _names(config.remote_modalities)
+        self.engine: AnswerEngine | None = None
+        self.scheduler: QueryScheduler[Job, AnswerValue] | None = None
+        self._remote: dict[str, collections.deque[Block]] = {
+            m: collections.deque(maxlen=REMOTE_KEPT) for m in self.remote_modalities
+        }
+        self.remote_rejected: collections.Counter[str] = collections.Counter()
+        self.last_answer: AnswerValue | None = None
+        self._lock = threading.Lock()
+
+    # -- life --------------------------------------------------------------------------------
+
+    def configure(self) -> None:
+        """Load the model and start the question worker."""
+        from mm_ros.llm.backends.base import load_backend
+        from mm_ros.llm.service import AnswerEngine
+
+        backend = load_backend(self.config.backend_config())
+        engine = AnswerEngine(backend, self.config.settings())
+        unknown = [m for m in self.remote_modalities if m not in engine.modalities()]
+        if unknown:
+            engine.close()
+            raise ConfigError(
+                f"remote_modalities {unknown}: model {engine.model_id} has adapters for "
+                f"{', '.join(engine.modalities())} only"
+            )
+        if backend.random_init:
+            self.log.warning(
+                "model %s has RANDOM weights: answers are noise until a trained model is given "
+                "(model_dir)",
+                engine.model_id,
+            )
+        self.engine = engine
+        self.scheduler = QueryScheduler(self._run, self._fail, self.config.max_queue, "answers")
+
+    def close(self) -> None:
+        """End every waiting question with an error, then release the model."""
+        if self.scheduler is not None:
+            self.scheduler.close()
+            self.scheduler = None
+        if self.engine is not None:
+            self.engine.close()
+            self.engine = None
+
+    def describe(self) -> str:
+        """One line: model id and the runtime of every adapter."""
+        if self.engine is None:
+            return "no model loaded"
+        runtimes = ", ".join(
+            f"{m}: {s.runtime.describe()}" for m, s in self.engine.backend.selections.items()
+        )
+        remote = f"; remote: {', '.join(self.remote_modalities)}" if self.remote_modalities else ""
+        return f"{self.engine.model_id} ({runtimes}{remote})"
+
+    # -- questions ---------------------------------------------------------------------------
+
+    def failure(self, query: Query, message: str) -> AnswerValue:
+        """Return an answer that carries only an error."""
+        model_id = self.engine.model_id if self.engine is not None else ""
+        return AnswerValue(query.question, query.task, model_id=model_id, error=message)
+
+    def submit(
+        self,
+        query: Query,
+        feedback: Callable[[str, int, str], None] | None,
+        on_done: Callable[[AnswerValue], Any] | None = None,
+    ) -> Ticket[Job, AnswerValue]:
+        """Queue a question; raise QueryError when the queue is full or nothing is loaded."""
+        if self.scheduler is None:
+            raise QueryError("shutdown", "the model is not loaded (node not configured/active)")
+        ticket = self.scheduler.submit(Job(query, feedback), query.timeout_s)
+        if on_done is not None:
+            ticket.add_done_callback(on_done)
+        return ticket
+
+    def ask(
+        self,
+        query: Query,
+        feedback: Callable[[str, int, str], None] | None,
+        cancel_requested: Callable[[], bool],
+    ) -> AnswerValue:
+        """Queue a question and wait for its one result, passing a cancel request on."""
+        try:
+            ticket = self.submit(query, feedback)
+        except QueryError as err:
+            return self.failure(query, str(err))
+        while (result := ticket.wait(WAIT_SLICE_S)) is None:
+            if cancel_requested() and not ticket.cancel_requested:
+                ticket.cancel()
+        return result
+
+    def _fail(self, job: Job, reason: str, message: str) -> AnswerValue:
+        del reason  # the message says it
+        return self.failure(job.query, message)
+
+    def _run(self, job: Job, stop: Callable[[], str | None]) -> AnswerValue:
+        engine = self.engine
+        if engine is None:
+            return self.failure(job.query, "the model was unloaded")
+        queued_s = time.monotonic() - job.submitted
+        t0 = time.perf_counter()
+        query = job.query
+        local = tuple(m for m in engine.modalities() if m not in self.remote_modalities)
+        spans = engine.spans_ns(
+            replace(query, modalities=tuple(m for m in (query.modalities or local) if m in local))
+        )
+        snapshot = self.inputs.windows.snapshot(query.at_ns, spans)
+        blocks = self._remote_blocks(query.at_ns)
+        snapshot_s = time.perf_counter() - t0
+        answer = engine.answer(
+            query,
+            snapshot,
+            self.inputs.camera,
+            blocks=blocks,
+            on_partial=job.feedback,
+            should_stop=stop,
+        )
+        answer = replace(
+            answer, latency_s=(("queue", queued_s), ("snapshot", snapshot_s), *answer.latency_s)
+        )
+        with self._lock:
+            self.last_answer = answer
+        return answer
+
+    # -- remote adapters ---------------------------------------------------------------------
+
+    def on_embeddings(self, message: Any) -> None:
+        """Store a TokenEmbeddings message; refuse other token spaces and malformed data."""
+        from mm_ros.llm.service import Block
+
+        modality = str(message.modality)
+        engine = self.engine
+        try:
+            if modality not in self._remote:
+                raise ConfigError(
+                    f"TokenEmbeddings for {modality!r}: not in remote_modalities "
+                    f"{list(self._remote)}"
+                )
+            if engine is not None:
+                engine.check_remote(modality, message.adapter_id, message.checkpoint_sha256)
+            tokens = decode_tokens(message.shape, message.dtype, message.data)
+        except (TokenSpaceMismatchError, DecodeError, ConfigError) as err:
+            self.remote_rejected[type(err).__name__] += 1
+            self.log.error("rejected embeddings: %s", err)
+            return
+        stamp = stamp_ns(message.header)
+        start = int(message.window_start.sec) * NS + int(message.window_start.nanosec)
+        transform = image = None
+        if modality == "image" and message.source_width:
+            a, b, c, d = (float(v) for v in message.input_to_source)
+            size = self._input_size(engine)
+            transform = ImageTransform(
+                a, b, c, d, int(message.source_width), int(message.source_height), size
+            )
+            image = ImageRef(
+                stamp,
+                message.header.frame_id,
+                int(message.source_width),
+                int(message.source_height),
+            )
+        block = Block(
+            modality,
+            tokens,
+            stamp,
+            start or stamp,
+            message.header.frame_id,
+            f"remote {message.adapter_id}",
+            0.0,
+            transform,
+            image,
+        )
+        with self._lock:
+            self._remote[modality].append(block)
+
+    @staticmethod
+    def _input_size(engine: AnswerEngine | None) -> int:
+        if engine is None or "image" not in engine.backend.sessions:
+            return 1
+        pre = engine.backend.sessions["image"].spec.image
+        return pre.size_px if pre is not None else 1
+
+    def _remote_blocks(self, at_ns: int | None) -> dict[str, Block]:
+        out: dict[str, Block] = {}
+        with self._lock:
+            for modality, kept in self._remote.items():
+                usable = [b for b in kept if at_ns is None or b.stamp_ns <= at_ns]
+                if usable:
+                    out[modality] = max(usable, key=lambda b: b.stamp_ns)
+        return out
+
+    # -- outputs -----------------------------------------------------------------------------
+
+    def annotated(self, answer: AnswerValue) -> dict[str, Any] | None:
+        """Return the source image with the answer's boxes drawn (sensor_msgs/Image fields)."""
+        from mm_ros.llm.annotate import annotate
+        from mm_ros.nodes import convert
+
+        window = self.inputs.windows.image
+        if answer.image is None or not answer.detections or window is None:
+            return None
+        view = window.view(answer.image.stamp_ns, 1)
+        frames = [f for f in view.frames if f.stamp_ns == answer.image.stamp_ns]
+        if not frames:
+            return None
+        drawn = annotate(frames[-1].rgb(), answer.detections, answer.bearings, answer.text)
+        frame = Frame(answer.image.stamp_ns, answer.image.frame_id, drawn, PixelFormat.RGB8)
+        return convert.image(encode_image(frame), frame.stamp_ns, frame.frame_id)
+
+    def diagnostics(self, now_ns: int) -> list[dict[str, Any]]:
+        """Return DiagnosticStatus dicts: model, one per adapter, the queue, the last answer."""
+        del now_ns
+        node = "model_service"
+        if self.engine is None:
+            return [_status(Level.ERROR, f"{node}: model", "no model loaded", {})]
+        backend = self.engine.backend
+        level = Level.WARN if backend.random_init else Level.OK
+        message = "random weights: answers are noise" if backend.random_init else "loaded"
+        out = [_status(level, f"{node}: model", message, {"model_id": backend.model_id})]
+        for modality, selection in backend.selections.items():
+            values = selection.diagnostics()
+            lvl = Level.WARN if selection.fallbacks else Level.OK
+            msg = f"{values['running']}" + (" (fell back)" if selection.fallbacks else "")
+            out.append(_status(lvl, f"{node}: adapter {modality}", msg, values))
+        if self.scheduler is not None:
+            s = self.scheduler.stats()
+            values = {
+                "waiting": str(s.waiting),
+                "running": str(s.running),
+                "oldest_wait_s": f"{s.oldest_wait_s:.3f}",
+                "served": str(s.served),
+                **{f"failed.{k}": str(v) for k, v in s.failed.items()},
+                **{f"rejected_embeddings.{k}": str(v) for k, v in self.remote_rejected.items()},
+            }
+            full = s.waiting >= self.config.max_queue
+            out.append(
+                _status(
+                    Level.WARN if full else Level.OK,
+                    f"{node}: queue",
+                    "full" if full else f"{s.waiting} waiting",
+                    values,
+                )
+            )
+        with self._lock:
+            last = self.last_answer
+        if last is not None:
+            values = {stage: f"{seconds:.4f}" for stage, seconds in last.latency_s}
+            out.append(
+                _status(
+                    Level.OK if last.ok else Level.WARN,
+                    f"{node}: last answer",
+                    last.error or "ok",
+                    values,
+                )
+            )
+        return out
+
+
+def _status(level: Level, name: str, message: str, values: dict[str, str]) -> dict[str, Any]:
+    return {
+        "level": int(level),
+        "name": name,
+        "message": message,
+        "hardware_id": "",
+        "values": [{"key": k, "value": v} for k, v in values.items()],
+    }

@@ -1,0 +1,144 @@
+"""``model_service``: answer questions about what the sensors saw, heard and felt.
+
+Serves the ``~/ask`` action (mm_ros/action/Ask: streamed partial text, cancel, deadline) and a
+``~/question`` (std_msgs/String) → ``~/answer`` (mm_ros/msg/Answer) pair; publishes every answer
+on ``~/answer``, its boxes on ``~/detections`` (vision_msgs/Detection2DArray, header = the source
+image's) and a drawing on ``~/annotated``; reports on /diagnostics. Adapters run in this
+process on the sensor windows, or remotely (``remote_modalities``: TokenEmbeddings on
+``embeddings/<modality>`` from camera_adapter / audio_adapter / imu_adapter).
+With no parameters it runs the embedded default model (mm-tiny).
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from mm_ros.bus.naming import RELIABLE, SENSOR_DATA
+from mm_ros.core.errors import QueryError
+from mm_ros.core.scheduler import CANCELLED
+from mm_ros.nodes import convert
+from mm_ros.nodes.model_service import (
+    ModelServiceConfig,
+    ServiceCore,
+    query_from_goal,
+)
+from mm_ros.nodes.runner import run_node
+from mm_ros.nodes.sensor_inputs import SensorInputs
+
+if TYPE_CHECKING:
+    from mm_ros.bus.protocol import Bus, ServerGoal
+    from mm_ros.core.answers import AnswerValue
+
+DESCRIPTION = __doc__ or ""
+log = logging.getLogger("mm_ros.model_service")
+NS = 1_000_000_000
+OUTPUT_TYPES = (
+    "mm_ros/msg/Answer",
+    "vision_msgs/msg/Detection2DArray",
+    "sensor_msgs/msg/Image",
+    "diagnostic_msgs/msg/DiagnosticArray",
+)
+
+
+@dataclass
+class _Outputs:
+    answer: Any
+    detections: Any
+    annotated: Any
+    diagnostics: Any
+
+
+class ModelServiceNode:
+    """Sensor intake + one model + a bounded question queue, wired to the bus."""
+
+    name = "mm"
+    description = DESCRIPTION
+    Config = ModelServiceConfig
+
+    def __init__(self, bus: Bus) -> None:
+        from mm_ros.nodes.params import declare_config
+
+        self.bus = bus
+        self.config = declare_config(bus, ModelServiceConfig)
+        self.inputs = SensorInputs(bus, self.config, log.warning)
+        self.core = ServiceCore(self.config, self.inputs, log)  # loads nothing yet
+        self._make = {t: bus.msg(t) for t in OUTPUT_TYPES}
+        self.outputs = _Outputs(
+            bus.create_publisher("~/answer", "mm_ros/msg/Answer", RELIABLE),
+            bus.create_publisher("~/detections", "vision_msgs/msg/Detection2DArray", RELIABLE),
+            bus.create_publisher("~/annotated", "sensor_msgs/msg/Image", SENSOR_DATA),
+            bus.create_publisher(
+                self.config.diagnostics_topic, "diagnostic_msgs/msg/DiagnosticArray", RELIABLE
+            ),
+        )
+        for modality in self.core.remote_modalities:
+            bus.create_subscription(
+                f"embeddings/{modality}",
+                "mm_ros/msg/TokenEmbeddings",
+                self.core.on_embeddings,
+                SENSOR_DATA,
+            )
+        self.core.configure()  # the model loads here (autostart), not in a constructor of core
+        bus.create_subscription("~/question", "std_msgs/msg/String", self._on_question, RELIABLE)
+        bus.create_action_server("~/ask", "mm_ros/action/Ask", self._execute)
+        self._timer = bus.create_timer(self.config.diagnostics_period_s, self._report)
+        log.info("model_service ready: %s", self.core.describe())
+
+    def _publish(self, answer: AnswerValue) -> dict[str, Any]:
+        fields = convert.answer(answer)
+        self.outputs.answer.publish(self._make["mm_ros/msg/Answer"](**fields))
+        if answer.image is not None:
+            self.outputs.detections.publish(
+                self._make["vision_msgs/msg/Detection2DArray"](**fields["detections"])
+            )
+        if self.config.publish_annotated:
+            drawn = self.core.annotated(answer)
+            if drawn is not None:
+                self.outputs.annotated.publish(self._make["sensor_msgs/msg/Image"](**drawn))
+        return fields
+
+    def _on_question(self, message: Any) -> None:
+        """Queue a plain-topic question; its answer (or error) goes out on ``~/answer``."""
+        query = query_from_goal(message.data, self.config)
+        try:
+            self.core.submit(query, None, on_done=self._publish)
+        except QueryError as err:
+            self._publish(self.core.failure(query, str(err)))
+
+    def _execute(self, goal: ServerGoal) -> Any:
+        """Run one Ask goal: feedback while generating, exactly one result."""
+
+        def feedback(text: str, tokens: int, stage: str) -> None:
+            goal.publish_feedback(
+                {"partial_text": text, "generated_tokens": tokens, "stage": stage}
+            )
+
+        query = query_from_goal(goal.request, self.config)
+        answer = self.core.ask(query, feedback, lambda: goal.is_cancel_requested)
+        fields = self._publish(answer)
+        if answer.error:
+            reason = CANCELLED if goal.is_cancel_requested else ""
+            (goal.canceled if reason else goal.abort)()
+        return {"answer": fields}
+
+    def _report(self) -> None:
+        now_ns = self.bus.now_ns()
+        array = {"header": convert.header(now_ns, ""), "status": self.core.diagnostics(now_ns)}
+        self.outputs.diagnostics.publish(self._make["diagnostic_msgs/msg/DiagnosticArray"](**array))
+
+    def close(self) -> None:
+        """Answer every waiting question with a shutdown error, then release the model."""
+        self._timer.cancel()
+        self.core.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``model_service``."""
+    return run_node(ModelServiceNode, list(sys.argv[1:] if argv is None else argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
