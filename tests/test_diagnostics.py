@@ -89,11 +89,14 @@ Q = QueueFigures
          "ask less often or raise the queue size"),
         (Q(3, 8, 2.5), None, Level.WARN, "oldest question waited 2.5 s (> 2 s): the model "
          "cannot keep up"),
-        (Q(1, 8, 0.1, 0, {"deadline": 5, "full": 1}), Q(1, 8, 0.1, 0, {"deadline": 2, "full": 1}),
+        (Q(1, 8, 0.1, 0, {"deadline": 5, "queue_full": 1}),
+         Q(1, 8, 0.1, 0, {"deadline": 2, "queue_full": 1}),
          Level.WARN, "questions lost in the last period (deadline 3); to fix: give questions a "
          "longer deadline"),
         (Q(1, 8, 0.1, 0, {"deadline": 2}), Q(1, 8, 0.1, 0, {"deadline": 2}), Level.OK, "1 waiting"),
-        (Q(1, 8, 0.1, 0, {"cancelled": 4}), None, Level.OK, "1 waiting"),
+        (Q(1, 8, 0.1, 0, {"cancelled": 4, "shutdown": 1}), None, Level.OK, "1 waiting"),
+        (Q(1, 8, 0.1, 0, {"error": 1}), None, Level.WARN, "questions lost in the last period "
+         "(error 1); to fix: see the node's log"),
         (Q(1, 8, 0.1, 3), Q(1, 8, 0.1, 1), Level.WARN, "questions lost in the last period "
          "(dropped 2); to fix: ask less often"),
         (Q(1, 8, 0.1, 0, {"inactive": 1}), None, Level.WARN, "questions lost in the last period "
@@ -107,7 +110,7 @@ def test_queue(now: QueueFigures, before: QueueFigures | None, level: Level, mes
 
 
 def test_queue_figures_name_every_reason() -> None:
-    health = queue_health(Q(2, 8, 1.25, 1, {"deadline": 2, "full": 3}), None, LIMITS)
+    health = queue_health(Q(2, 8, 1.25, 1, {"deadline": 2, "queue_full": 3}), None, LIMITS)
     assert health.values == {
         "waiting": "2",
         "capacity": "8",
@@ -115,7 +118,7 @@ def test_queue_figures_name_every_reason() -> None:
         "dropped": "1",
         "rejected": "5",
         "rejected.deadline": "2",
-        "rejected.full": "3",
+        "rejected.queue_full": "3",
     }
 
 
@@ -146,6 +149,10 @@ def test_gpu(gpu: GpuMemory, level: Level, message: str) -> None:
                      "generate": 0.1, "total": 0.55}, 10),
          Level.WARN, "last answer took 0.550 s (budget 0.4 s); slowest stage encode/image "
          "0.300 s; to fix: use a faster runtime for this adapter"),
+        (LastAnswer({"total": 0.1}, 0, "deadline of 5 s passed"), Level.WARN,
+         "last answer failed: deadline of 5 s passed"),
+        (LastAnswer({"queue": 0.9, "total": 1.0}), Level.WARN, "last answer took 1.000 s "
+         "(budget 0.4 s); slowest stage queue 0.900 s; to fix: questions wait for the model"),
         (LastAnswer({"prefill": 0.1, "generate": 0.9}, 30), Level.WARN,
          "last answer took 1.000 s (budget 0.4 s); slowest stage generate 0.900 s; to fix: "
          "fewer new tokens"),
@@ -192,3 +199,18 @@ def test_entries_of_one_period() -> None:
 def test_bad_figures_are_config_errors(make) -> None:
     with pytest.raises(ConfigError, match="found"):
         make()
+
+
+def test_figures_from_the_scheduler_and_an_answer() -> None:
+    from mm_ros.core.answers import AnswerValue
+    from mm_ros.core.scheduler import SchedulerStats
+
+    idle = QueueFigures.from_scheduler(SchedulerStats(0, False, 0.0, 3, {"deadline": 1}), 8)
+    assert idle == QueueFigures(0, 8, None, 0, {"deadline": 1})
+    busy = QueueFigures.from_scheduler(SchedulerStats(2, True, 0.5, 3, {}), 8)
+    assert (busy.waiting, busy.oldest_age_s) == (2, 0.5)
+    answer = AnswerValue(
+        question="q", task="vqa", text="t", raw_text="t", model_id="m",
+        latency_s=(("prefill", 0.1), ("total", 0.2)), generated_tokens=4,
+    )  # fmt: skip
+    assert LastAnswer.from_answer(answer) == LastAnswer({"prefill": 0.1, "total": 0.2}, 4, "")

@@ -4,44 +4,58 @@ Each builder turns plain numbers into a ``Health`` (level, one-line message that
 fix, key/value figures). Nothing here reads a clock, a GPU or a bus: the node samples the
 figures once per period and passes them in, so every level is a table test.
 
-Node-facing API::
+Node-facing API (names as in nodes/model_service.py)::
 
     entries = model_service_entries(
         "model_service",
-        model=ModelFigures(loaded.identity.model_id, loaded.random_init),
-        adapters={"image": selection.diagnostics(), ...},   # engines.selection.Selection
-        queue=QueueFigures(waiting, capacity, oldest_age_s, dropped, {"deadline": 2}),
+        model=ModelFigures(backend.model_id, backend.random_init),
+        adapters={m: sel.diagnostics() for m, sel in backend.selections.items()},
+        queue=QueueFigures.from_scheduler(scheduler.stats(), config.max_queue),
         queue_before=previous_queue_figures,                # None on the first period
-        gpu=GpuMemory("cuda:0", allocated, reserved, total, free) or None,  # torch.cuda stats
-        last_answer=LastAnswer({"prefill": 0.12, ..., "total": 0.3}, generated_tokens=12),
+        gpu=GpuMemory("cuda:0", allocated, reserved, total, free),  # torch.cuda; None on CPU
+        last_answer=LastAnswer.from_answer(last_answer) if last_answer else None,
         limits=DiagnosticLimits(),
     )
-    # -> list[Entry]; mm_ros.nodes.diagnostics turns them into a DiagnosticArray
+    # -> list[Entry]; nodes.diagnostics.diagnostic_array(entries, now_ns) -> DiagnosticArray
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from mm_ros.core.errors import ConfigError
 from mm_ros.core.health import Health, Level
+from mm_ros.core.scheduler import (
+    CANCELLED,
+    DEADLINE,
+    FAILED,
+    QUEUE_FULL,
+    SHUTDOWN,
+    SchedulerStats,
+)
+
+if TYPE_CHECKING:
+    from mm_ros.core.answers import AnswerValue
 
 GIB = 1 << 30
 SKIPPED = "skipped."  # key prefix of a skipped runtime in Selection.diagnostics()
-BENIGN_REJECTIONS = frozenset({"cancelled", "canceled"})  # the asker's choice, not a fault
+BENIGN_REJECTIONS = frozenset({CANCELLED, SHUTDOWN})  # the asker's or operator's choice
 
 RUNTIME_FIXES = {  # what makes a skipped runtime usable
     "tensorrt": "build the engine on this machine with `mm-ros engines build` (TensorRT + GPU)",
     "onnxruntime": "export ONNX with `mm-ros engines export` and install onnxruntime(-gpu)",
     "torch_compile": "install a torch with inductor support (and a C compiler)",
 }
-REJECTION_FIXES = {
-    "full": "ask less often or raise the queue size",
-    "deadline": "give questions a longer deadline or use a faster runtime/model",
+REJECTION_FIXES = {  # by core.scheduler failure reason (and "inactive" for a managed node)
+    QUEUE_FULL: "ask less often or raise the queue size",
+    DEADLINE: "give questions a longer deadline or use a faster runtime/model",
+    FAILED: "see the node's log for the failing answers",
     "inactive": "activate the node (`mm-ros lifecycle set NODE activate`)",
 }
-STAGE_FIXES = {
+STAGE_FIXES = {  # by the stage names of Answer.latency (msg/StageLatency.msg) and "queue"
+    "queue": "questions wait for the model: ask less often or use a faster runtime/model",
     "snapshot": "shorten the sensor windows",
     "decode": "send smaller images, or raw ones instead of JPEG/PNG",
     "encode": "use a faster runtime for this adapter (`mm-ros engines build`) or a token reducer",
@@ -92,6 +106,12 @@ class QueueFigures:
     dropped: int = 0  # questions discarded to make room
     rejected: Mapping[str, int] = field(default_factory=dict)  # reason -> count
 
+    @classmethod
+    def from_scheduler(cls, stats: SchedulerStats, capacity: int) -> QueueFigures:
+        """Figures of a ``core.scheduler.QueryScheduler`` (its failures are the rejections)."""
+        oldest = stats.oldest_wait_s if stats.waiting else None
+        return cls(stats.waiting, capacity, oldest, 0, dict(stats.failed))
+
     def __post_init__(self) -> None:
         if self.capacity < 1 or self.waiting < 0:
             msg = (
@@ -121,6 +141,12 @@ class LastAnswer:
 
     stages_s: Mapping[str, float]  # "decode", "encode/image", "prefill", ..., "total"
     generated_tokens: int = 0
+    error: str = ""  # why the answer failed; empty on success
+
+    @classmethod
+    def from_answer(cls, answer: AnswerValue) -> LastAnswer:
+        """Figures of an ``AnswerValue`` (its ``latency_s`` stages, tokens and error)."""
+        return cls(dict(answer.latency_s), answer.generated_tokens, answer.error)
 
 
 @dataclass(frozen=True)
@@ -185,7 +211,7 @@ def queue_health(
     if now.waiting >= now.capacity:
         message = (
             f"queue full ({now.waiting}/{now.capacity}): new questions are refused; "
-            f"to fix: {REJECTION_FIXES['full']}"
+            f"to fix: {REJECTION_FIXES[QUEUE_FULL]}"
         )
         return Health(Level.ERROR, message, values)
     if now.oldest_age_s is not None and now.oldest_age_s > limits.max_wait_s:
@@ -198,7 +224,7 @@ def queue_health(
         parts = [f"{k} {n}" for k, n in new.items()]
         if new_drops > 0:
             parts.append(f"dropped {new_drops}")
-        worst = max(new, key=lambda k: new[k]) if new else "full"
+        worst = max(new, key=lambda k: new[k]) if new else QUEUE_FULL
         fix = REJECTION_FIXES.get(worst, "see the node's log for the reason")
         message = f"questions lost in the last period ({', '.join(parts)}); to fix: {fix}"
         return Health(Level.WARN, message, values)
@@ -235,6 +261,8 @@ def latency_health(last: LastAnswer | None, limits: DiagnosticLimits) -> Health:
     generate_s = last.stages_s.get("generate", 0.0)
     if last.generated_tokens and generate_s > 0:
         values["tokens_per_s"] = f"{last.generated_tokens / generate_s:.1f}"
+    if last.error:
+        return Health(Level.WARN, f"last answer failed: {last.error}", values)
     total = last.stages_s.get("total", sum(last.stages_s.values()))
     # first_token overlaps prefill and encode; total overlaps everything
     parts = {k: v for k, v in last.stages_s.items() if k not in ("total", "first_token")}
