@@ -35,7 +35,9 @@ def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def start_service(make_zenoh: Callable[..., Any], model_dir: Path, **params: object) -> Any:
     args = ros_args({"model_dir": str(model_dir), "max_new_tokens": 6, **params})
-    return ModelServiceNode(make_zenoh("mm", args))
+    node = ModelServiceNode(make_zenoh("mm", args))
+    node.start()  # autostart: configure + activate, as the runner does
+    return node
 
 
 @pytest.fixture
@@ -238,6 +240,7 @@ def test_hf_vlm_backend_serves_the_action(
     client = make_zenoh("client")
     args = ros_args({"backend": "hf-vlm", "model_dir": str(folder), "max_new_tokens": 4})
     service = ModelServiceNode(make_zenoh("mm", args))
+    service.start()
     wait_for_data(service)
     status, result = ask(client, {"question": "[grounding] where is the red cube?"})
     value = convert.answer_value(result.answer)
@@ -247,4 +250,37 @@ def test_hf_vlm_backend_serves_the_action(
     assert value.prompt_tokens > 0
     assert "prefill" in dict(value.latency_s)  # random weights may stop at once (EOS)
     assert (tmp_path / "cache" / "hf-vlm").is_dir()
+    service.close()
+
+
+def test_lifecycle_over_the_bus(
+    make_zenoh: Callable[..., Any], model_dir: Path, world: Any
+) -> None:
+    client = make_zenoh("client")
+    service = start_service(make_zenoh, model_dir, autostart=False)
+    assert service.core.engine is None  # nothing loaded until configure
+    change = client.create_client("/mm/change_state", "lifecycle_msgs/srv/ChangeState")
+    get = client.create_client("/mm/get_state", "lifecycle_msgs/srv/GetState")
+    assert change.wait_for_service(WAIT_S)
+
+    def transition(label: str) -> bool:
+        return bool(change.call({"transition": {"label": label}}, timeout_s=WAIT_S).success)
+
+    status, result = ask(client, {"question": "what is on my left?"})
+    assert status == GoalStatus.ABORTED
+    assert "not active" in result.answer.error
+    assert not transition("activate")  # invalid from unconfigured: refused, node unchanged
+    assert get.call({}, timeout_s=WAIT_S).current_state.label == "unconfigured"
+    assert transition("configure")
+    assert service.core.engine is not None
+    assert transition("activate")
+    wait_for_data(service)
+    status, _ = ask(client, {"question": "what is on my left?"})
+    assert status == GoalStatus.SUCCEEDED
+    assert transition("deactivate")
+    status, result = ask(client, {"question": "what is on my left?"})
+    assert "not active" in result.answer.error
+    assert transition("cleanup")
+    assert service.core.engine is None
+    assert get.call({}, timeout_s=WAIT_S).current_state.label == "unconfigured"
     service.close()
