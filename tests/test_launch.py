@@ -1,4 +1,8 @@
-"""Launch files: parsing with precise errors, expansion, shipped files, running, respawn."""
+"""Launch files: parsing with precise errors, expansion, shipped files, running, respawn.
+
+Also the distributed deployment: adapter nodes in processes of their own feeding a model
+service over the bus give the same answer as a model service that encodes in-process.
+"""
 
 from __future__ import annotations
 
@@ -14,12 +18,19 @@ from pathlib import Path
 
 import pytest
 
+from mm_ros.bus.ros_args import (
+    checked_parameter,
+    load_params_file,
+    parameter_overrides,
+    parse_ros_args,
+)
 from mm_ros.cli.executables import EXECUTABLES
 from mm_ros.launching.context import expand, package_share
 from mm_ros.launching.description import LaunchFileError, load
 
 REPO = Path(__file__).resolve().parents[1]
 LAUNCH_FILES = sorted((REPO / "launch").glob("*.launch.yaml"))
+PARTS = sorted((REPO / "launch" / "parts").glob("*.launch.yaml"))
 EXECS = set(EXECUTABLES)
 
 
@@ -29,28 +40,80 @@ def write(tmp_path: Path, text: str, name: str = "t.launch.yaml") -> Path:
     return path
 
 
-def node_parameters(exe: str) -> set[str]:
+def node_class(exe: str) -> type:
+    """The node class an executable runs (its ``name`` is the default node name, e.g. ``mm``)."""
     module = importlib.import_module(EXECUTABLES[exe].split(":")[0])
-    node_class = next(
-        v for v in vars(module).values() if isinstance(v, type) and getattr(v, "name", None) == exe
-    )
-    return {f.name for f in dataclasses.fields(node_class.Config)} | {"use_sim_time"}
+    classes = [
+        v
+        for v in vars(module).values()
+        if isinstance(v, type) and v.__module__ == module.__name__ and hasattr(v, "Config")
+    ]
+    named = [c for c in classes if getattr(c, "name", None) == exe]
+    (found,) = named or classes
+    return found
 
 
-@pytest.mark.parametrize("path", LAUNCH_FILES, ids=[p.name for p in LAUNCH_FILES])
-def test_shipped_launch_files_are_consistent(path: Path) -> None:
-    specs = expand(path, {}, executables=EXECS)
+def node_parameters(exe: str) -> dict[str, object]:
+    """Declared parameters of an executable's node, with their defaults."""
+    fields = dataclasses.fields(node_class(exe).Config)
+    return {f.name: f.default for f in fields} | {"use_sim_time": False}
+
+
+EXPANSIONS = [(p, {}) for p in [*LAUNCH_FILES, *PARTS]] + [
+    (REPO / "launch" / "distributed.launch.yaml", {"role": role})
+    for role in ("sensors", "model", "all")
+]
+
+
+@pytest.mark.parametrize(
+    ("path", "arguments"),
+    EXPANSIONS,
+    ids=[f"{p.parent.name}/{p.name}{''.join(f'-{v}' for v in a.values())}" for p, a in EXPANSIONS],
+)
+def test_shipped_launch_files_are_consistent(path: Path, arguments: dict[str, str]) -> None:
+    """Every exec exists; every parameter (-p or params file) is declared and of its type."""
+    specs = expand(path, arguments, executables=EXECS)
     assert specs
     for spec in specs:
-        args = list(spec.command)
-        exe = args[args.index("run") + 1]
+        exe = spec.command[spec.command.index("run") + 1]
         assert exe in EXECS
+        args = parse_ros_args(list(spec.command[spec.command.index("--ros-args") :]))
+        assert all(f.is_file() for f in args.params_files)
         declared = node_parameters(exe)
-        for i, token in enumerate(args):
-            if token == "-p":
-                assert args[i + 1].split(":=")[0] in declared, (spec.where, args[i + 1])
-            if token == "--params-file":
-                assert Path(args[i + 1]).is_file()
+        node = f"{args.namespace or ''}/{args.node_name or node_class(exe).name}"
+        overrides = parameter_overrides(args, node)
+        assert set(overrides) <= set(declared), (spec.where, set(overrides) - set(declared))
+        for name, value in overrides.items():
+            checked_parameter(name, declared[name], {name: value}, node)  # raises on a bad type
+        node_class(exe).Config(**{k: v for k, v in overrides.items() if k != "use_sim_time"})
+
+
+def test_distributed_roles_split_the_graph() -> None:
+    def processes(role: str) -> dict[str, tuple[str, ...]]:
+        specs = expand(
+            REPO / "launch" / "distributed.launch.yaml",
+            {"role": role, "namespace": "r1"},
+            executables=EXECS,
+        )
+        return {s.command[s.command.index("run") + 1]: s.command for s in specs}
+
+    sensors, model, both = processes("sensors"), processes("model"), processes("all")
+    assert set(sensors) == {"camera_adapter", "audio_adapter", "imu_adapter", "sensor_monitor"}
+    assert set(model) == {"model_service"}
+    assert set(both) == set(sensors) | set(model)
+    assert "remote_modalities:=image,audio,imu" in model["model_service"]
+    assert all("__ns:=/r1" in command for command in both.values())
+    with pytest.raises(LaunchFileError, match=r"parts/gpu\.launch\.yaml does not exist"):
+        processes("gpu")
+
+
+def test_model_service_params_file_lists_the_defaults() -> None:
+    """config/model_service.yaml documents every parameter but the topics, at its default."""
+    values = load_params_file(REPO / "config" / "model_service.yaml", "/mm")
+    declared = node_parameters("model_service")
+    topics = {k for k in declared if k.endswith(("_topic", "_transport", "_layout"))}
+    assert set(values) == (set(declared) - topics - {"use_sim_time"}) | {"diagnostics_topic"}
+    assert values == {k: declared[k] for k in values}
 
 
 def test_expansion_of_args_groups_namespaces_includes(tmp_path: Path, monkeypatch) -> None:
@@ -144,59 +207,3 @@ def test_bad_expansion(tmp_path: Path, text: str, args: dict, match: str) -> Non
         expand(write(tmp_path, text), args, executables=EXECS)
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
-
-
-def test_demo_launch_runs_respawns_and_stops_without_orphans(tmp_path: Path) -> None:
-    from tests.bus.conftest import free_port
-
-    endpoint = f"tcp/127.0.0.1:{free_port()}"
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "mm_ros.cli.main",
-            "launch",
-            "demo.launch.yaml",
-            "--connect",
-            endpoint,
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        cwd=tmp_path,
-    )
-    started: dict[str, list[int]] = {}
-    lines: list[str] = []
-    assert proc.stdout is not None
-
-    def read_until(predicate, timeout_s: float) -> None:
-        deadline = time.monotonic() + timeout_s
-        while not predicate():
-            assert time.monotonic() < deadline, "\n".join(lines[-20:])
-            line = proc.stdout.readline()
-            lines.append(line.rstrip())
-            match = re.search(r"started (\S+)-\d+ \(pid (\d+)\)", line)
-            if match:
-                started.setdefault(match.group(1), []).append(int(match.group(2)))
-
-    try:
-        read_until(lambda: {"sim_world", "sensor_monitor"} <= set(started), 30)
-        read_until(lambda: any("sensor_monitor" in x and "bus:" in x for x in lines), 30)
-        first = started["sim_world"][0]
-        os.kill(first, signal.SIGKILL)  # respawn: back within 5 s
-        t0 = time.monotonic()
-        read_until(lambda: len(started["sim_world"]) == 2, 10)
-        assert time.monotonic() - t0 < 5
-        children = [pids[-1] for pids in started.values()]
-    finally:
-        proc.send_signal(signal.SIGINT)
-        rest, _ = proc.communicate(timeout=30)
-    assert proc.returncode == 0, rest
-    assert "all processes stopped" in rest
-    assert not [pid for pid in children if _alive(pid)]
