@@ -8,16 +8,22 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import json
 import os
 import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import pytest
 
+from mm_ros.bus import LATCHED, SENSOR_DATA
+from mm_ros.bus.protocol import GoalStatus
 from mm_ros.bus.ros_args import (
     checked_parameter,
     load_params_file,
@@ -27,7 +33,12 @@ from mm_ros.bus.ros_args import (
 from mm_ros.cli.executables import EXECUTABLES
 from mm_ros.launching.context import expand, package_share
 from mm_ros.launching.description import LaunchFileError, load
+from tests.bus.conftest import free_port, make_zenoh, router  # noqa: F401 - fixtures
 
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+NS = 1_000_000_000
 REPO = Path(__file__).resolve().parents[1]
 LAUNCH_FILES = sorted((REPO / "launch").glob("*.launch.yaml"))
 PARTS = sorted((REPO / "launch" / "parts").glob("*.launch.yaml"))
@@ -207,3 +218,318 @@ def test_bad_expansion(tmp_path: Path, text: str, args: dict, match: str) -> Non
         expand(write(tmp_path, text), args, executables=EXECS)
 
 
+# -- running launch files ------------------------------------------------------------------------
+
+WAIT_S = 60.0  # generous: model loading on a loaded 2-core machine
+STARTED = re.compile(r"\[launch\] started (\S+)-\d+ \(pid (\d+)\)")
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A random tiny model built once (no cache folder of the user is touched)."""
+    from mm_ros.llm.tiny import build_random_default
+
+    return build_random_default(tmp_path_factory.mktemp("model") / "tiny", seed=0)
+
+
+class Launch:
+    """``mm-ros launch`` as a subprocess; its output is read on a thread so waits time out."""
+
+    def __init__(self, cwd: Path, *args: str) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "mm_ros.cli.main", "launch", *args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            cwd=cwd,
+            env=dict(os.environ, MM_ROS_CACHE=str(cwd / "cache")),
+        )
+        self.lines: list[str] = []
+        self.started: dict[str, list[int]] = {}
+        self._changed = threading.Condition()
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            with self._changed:
+                self.lines.append(line.rstrip())
+                match = STARTED.search(line)
+                if match:
+                    self.started.setdefault(match.group(1), []).append(int(match.group(2)))
+                self._changed.notify_all()
+        with self._changed:
+            self._changed.notify_all()
+
+    def wait(self, predicate: Callable[[], bool], what: str, timeout_s: float = WAIT_S) -> None:
+        """Wait until ``predicate()`` holds (checked on every new output line)."""
+        with self._changed:
+            ok = self._changed.wait_for(
+                lambda: predicate() or not self._reader.is_alive(), timeout_s
+            )
+            if not (ok and predicate()):
+                tail = "\n".join(self.lines[-30:])
+                raise AssertionError(f"launch: no {what} within {timeout_s:g} s:\n{tail}")
+
+    def count(self, text: str) -> int:
+        """Output lines containing ``text``."""
+        with self._changed:
+            return sum(text in line for line in self.lines)
+
+    def stop(self) -> str:
+        """SIGINT the launch (as Ctrl-C does) and return the rest of its output."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+        try:
+            self.proc.wait(timeout=30)
+        finally:
+            if self.proc.poll() is None:
+                self.proc.kill()
+        self._reader.join(timeout=5)
+        return "\n".join(self.lines)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def mm_ros_ask(endpoint: str, question: str, *options: str) -> subprocess.CompletedProcess[str]:
+    """``mm-ros ask --json`` as a user runs it."""
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "mm_ros.cli.main",
+            "ask",
+            question,
+            "--json",
+            "--connect",
+            endpoint,
+            *options,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=WAIT_S,
+        check=False,
+    )
+
+
+def test_demo_launch_answers_respawns_the_model_service_and_stops_cleanly(
+    tmp_path: Path, model_dir: Path
+) -> None:
+    endpoint = f"tcp/127.0.0.1:{free_port()}"
+    launch = Launch(tmp_path, "demo.launch.yaml", f"model_dir:={model_dir}", "--connect", endpoint)
+    ready = "model_service ready"
+    try:
+        launch.wait(lambda: {"sim_world", "sensor_monitor", "mm"} <= set(launch.started), "nodes")
+        assert "Zenoh router" in launch.lines[0]  # none was listening: the launch started one
+        launch.wait(lambda: launch.count(ready) == 1, "model service")
+        asked = mm_ros_ask(endpoint, "[vqa] what is in front of me?", "--max-new-tokens", "4")
+        assert asked.returncode == 0, asked.stderr
+        answer = json.loads(asked.stdout)
+        assert answer["error"] == ""
+        assert "image" in answer["modalities"]  # sim_world's frames reached the service
+
+        os.kill(launch.started["mm"][0], signal.SIGKILL)
+        killed = time.monotonic()
+        # Asked while it is down (the respawn waits 1 s, loading takes longer): an error, fast.
+        down = mm_ros_ask(endpoint, "what is on my left?", "--timeout", "1")
+        assert down.returncode == 1, down.stdout
+        assert "no action server /mm/ask" in down.stderr
+        launch.wait(lambda: len(launch.started["mm"]) == 2, "respawn", timeout_s=10)
+        assert time.monotonic() - killed < 5
+        assert launch.count(ready) == 1  # the down-time question really met no server
+        launch.wait(lambda: launch.count(ready) == 2, "respawned model service")
+        again = mm_ros_ask(endpoint, "what is on my left?", "--max-new-tokens", "4")
+        assert again.returncode == 0, again.stderr
+        assert json.loads(again.stdout)["error"] == ""
+        children = [pids[-1] for pids in launch.started.values()]
+    finally:
+        output = launch.stop()
+    assert launch.proc.returncode == 0, output
+    assert "all processes stopped" in output
+    assert not [pid for pid in children if _alive(pid)]
+
+
+# -- distributed = in-process --------------------------------------------------------------------
+
+T_NS = 1_000 * NS  # the newest stamp of every sensor stream below
+SENSORS = "/sensors"
+TOPICS = {
+    "image": f"{SENSORS}/camera/image_raw",
+    "camera_info": f"{SENSORS}/camera/camera_info",
+    "imu": f"{SENSORS}/imu/data",
+    "audio": f"{SENSORS}/audio/audio_stamped",
+    "audio_info": f"{SENSORS}/audio/audio_info",
+}
+
+
+def service_args(namespace: str, model_dir: Path, **params: str) -> list[str]:
+    args = ["--ros-args", "-r", f"__ns:={namespace}"]
+    common = {"model_dir": str(model_dir), "runtimes": "torch", "max_new_tokens": "8"}
+    for name, value in {**common, **params}.items():
+        args += ["-p", f"{name}:={value}"]
+    return args
+
+
+def publish_fixed_inputs(feeder: Any) -> None:
+    """One frame + CameraInfo, 0.4 s of audio and 1.2 s of IMU, each stream's newest at T_NS."""
+    from mm_ros.core.audio import encode_audio_ros_drivers
+    from mm_ros.core.camera import encode_camera_info
+    from mm_ros.core.images import encode_image
+    from mm_ros.core.imu import encode_imu
+    from mm_ros.core.sensors import AudioChunk, CameraModel, Frame, ImuSample, PixelFormat
+    from mm_ros.nodes import convert
+
+    rng = np.random.default_rng(7)
+    kinds = {
+        "image": "sensor_msgs/msg/Image",
+        "camera_info": "sensor_msgs/msg/CameraInfo",
+        "imu": "sensor_msgs/msg/Imu",
+        "audio": "audio_common_msgs/msg/AudioDataStamped",
+    }
+    pubs = {k: feeder.create_publisher(TOPICS[k], t, SENSOR_DATA) for k, t in kinds.items()}
+    info_pub = feeder.create_publisher(
+        TOPICS["audio_info"], "audio_common_msgs/msg/AudioInfo", LATCHED
+    )
+
+    def publish(kind: str, message: dict[str, Any]) -> None:
+        pubs[kind].publish(message)
+        # Best-effort subscriptions keep 5 messages when a callback lags: pace the stream so
+        # that every subscriber (three of them in other processes) gets every message.
+        time.sleep(0.02)
+
+    chunks = [
+        AudioChunk(T_NS - (4 - i) * NS // 10, 16_000, rng.uniform(-0.5, 0.5, (1600, 1)))
+        for i in range(4)
+    ]  # 4 x 100 ms, the last one ending at T_NS (the audio window's newest stamp is its end)
+    for i, chunk in enumerate(chunks):
+        stamped, info = convert.audio_ros_drivers(
+            encode_audio_ros_drivers(chunk), chunk.stamp_ns, "mic"
+        )
+        if i == 0:
+            info_pub.publish(info)
+        publish("audio", stamped)
+    for k in range(12, -1, -1):  # 10 Hz over 1.2 s; the adapter resamples to its own rate
+        a, g = rng.normal(0, 1, 3), rng.normal(0, 0.3, 3)
+        stamp = T_NS - k * NS // 10
+        sample = ImuSample(stamp, "imu", (a[0], a[1], 9.81 + a[2]), (g[0], g[1], g[2]), None)
+        publish("imu", convert.imu(encode_imu(sample), stamp, "imu"))
+    camera = CameraModel(64, 48, (50.0, 0, 32.0, 0, 50.0, 24.0, 0, 0, 1.0), "plumb_bob", (0.0,) * 5)
+    publish("camera_info", convert.camera_info(encode_camera_info(camera), T_NS, "cam"))
+    pixels = rng.integers(0, 256, (48, 64, 3), dtype=np.uint8)
+    frame = Frame(T_NS, "cam", pixels, PixelFormat.RGB8)
+    publish("image", convert.image(encode_image(frame), T_NS, "cam"))
+
+
+def local_and_remote_tokens(local: Any, remote: Any) -> dict[str, tuple[Any, Any]]:
+    """Per modality: tokens from the adapter node, and the in-process encoding of the same data."""
+    from mm_ros.llm.service import Query, block_source
+
+    engine = local.core.engine
+    snapshot = local.inputs.windows.snapshot(T_NS, engine.spans_ns(Query("?")))
+    out = {}
+    for modality, block in remote.core._remote_blocks(T_NS).items():
+        found = block_source(modality, engine.backend.sessions[modality], snapshot)
+        assert found is not None, modality
+        out[modality] = (block.tokens, found[1]().tokens)
+    return out
+
+
+def test_adapters_in_their_own_processes_answer_like_in_process_adapters(
+    tmp_path: Path,
+    model_dir: Path,
+    router: str,  # noqa: F811 - the fixture
+    make_zenoh: Callable[..., Any],  # noqa: F811 - the fixture
+) -> None:
+    from mm_ros.bus.zenoh_bus import wait_until
+    from mm_ros.nodes.model_service_node import ModelServiceNode
+
+    topics = {
+        "image_topic": TOPICS["image"],
+        "camera_info_topic": TOPICS["camera_info"],
+        "imu_topic": TOPICS["imu"],
+        "audio_topic": TOPICS["audio"],
+        "audio_info_topic": TOPICS["audio_info"],
+    }
+    local = ModelServiceNode(make_zenoh("mm", service_args("/local", model_dir, **topics)))
+    # The remote service sees no raw sensor topic (its own are /remote/...): only embeddings.
+    remote = ModelServiceNode(
+        make_zenoh(
+            "mm",
+            service_args(
+                "/remote",
+                model_dir,
+                remote_modalities="image,audio,imu",
+                camera_info_topic=TOPICS["camera_info"],
+            ),
+        )
+    )
+    sensors = Launch(
+        tmp_path,
+        "distributed.launch.yaml",
+        "role:=sensors",
+        "namespace:=remote",
+        f"model_dir:={model_dir}",
+        "runtimes:=torch",
+        *(f"{name}:={topic}" for name, topic in TOPICS.items()),
+        "--connect",
+        router,
+        "--no-router",
+    )
+    try:
+        adapters = ("camera_adapter", "audio_adapter", "imu_adapter")
+        launch_ready = lambda: all(sensors.count(f"{a}: ") for a in adapters)  # noqa: E731
+        sensors.wait(launch_ready, "adapters loaded")
+        feeder = make_zenoh("feeder")
+        wait_until(
+            lambda: all(
+                feeder.count_subscribers(TOPICS[t]) >= 3 for t in ("image", "imu", "audio")
+            ),
+            WAIT_S,
+            "adapters, local service and monitor subscribed",
+        )
+        publish_fixed_inputs(feeder)
+        wait_until(
+            lambda: all(c.newest_stamp_ns == T_NS for c in local.inputs.counters().values()),
+            WAIT_S,
+            "the in-process service's windows to reach T",
+        )
+        wait_until(
+            lambda: (
+                {m: b.stamp_ns for m, b in remote.core._remote_blocks(T_NS).items()}
+                == dict.fromkeys(("image", "audio", "imu"), T_NS)
+            ),
+            WAIT_S,
+            "embeddings of the newest data from all three adapter nodes",
+        )
+        assert all(c.newest_stamp_ns is None for c in remote.inputs.counters().values())
+        client = make_zenoh("client")
+        goal = {
+            "question": "[vqa] what do you see, hear and feel?",
+            "stamp": {"sec": T_NS // NS, "nanosec": T_NS % NS},
+        }
+        answers = {}
+        for name in ("local", "remote"):
+            action = client.create_action_client(f"/{name}/mm/ask", "mm_ros/action/Ask")
+            assert action.wait_for_server(WAIT_S)
+            status, result = action.send_goal(goal).result(WAIT_S)
+            assert status == GoalStatus.SUCCEEDED, result.answer.error
+            answers[name] = result.answer
+        tokens = local_and_remote_tokens(local, remote)
+    finally:
+        output = sensors.stop()
+        remote.close()
+        local.close()
+    assert sensors.proc.returncode == 0, output
+    for modality, (theirs, ours) in tokens.items():  # the precise diagnosis if texts differ
+        np.testing.assert_array_equal(theirs, ours, err_msg=f"{modality} tokens differ")
+    a, b = answers["local"], answers["remote"]
+    assert list(a.modalities) == list(b.modalities) == ["image", "audio", "imu"]
+    assert b.raw_text == a.raw_text
+    assert b.header.stamp == a.header.stamp
