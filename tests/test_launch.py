@@ -533,3 +533,40 @@ def test_adapters_in_their_own_processes_answer_like_in_process_adapters(
     assert list(a.modalities) == list(b.modalities) == ["image", "audio", "imu"]
     assert b.raw_text == a.raw_text
     assert b.header.stamp == a.header.stamp
+
+
+def test_a_service_with_every_modality_remote_never_encodes_raw_data(
+    model_dir: Path,
+    make_zenoh: Callable[..., Any],  # noqa: F811 - the fixture
+) -> None:
+    """Raw data on its sensor topics but no embeddings: the answer uses no sensor at all."""
+    from mm_ros.bus.zenoh_bus import wait_until
+    from mm_ros.nodes.model_service_node import ModelServiceNode
+
+    topics = {f"{k}_topic": v for k, v in TOPICS.items()}  # image_topic, camera_info_topic, ...
+    remote = ModelServiceNode(
+        make_zenoh(
+            "mm",
+            service_args("/remote", model_dir, remote_modalities="image,audio,imu", **topics),
+        )
+    )
+    feeder = make_zenoh("feeder")
+    try:
+        wait_until(lambda: feeder.count_subscribers(TOPICS["image"]) >= 1, WAIT_S, "subscriber")
+        publish_fixed_inputs(feeder)
+        wait_until(
+            lambda: all(c.newest_stamp_ns == T_NS for c in remote.inputs.counters().values()),
+            WAIT_S,
+            "raw data in the service's windows",
+        )
+        action = make_zenoh("client").create_action_client("/remote/mm/ask", "mm_ros/action/Ask")
+        assert action.wait_for_server(WAIT_S)
+        status, result = action.send_goal({"question": "what is here?"}).result(WAIT_S)
+        assert status == GoalStatus.SUCCEEDED, result.answer.error
+        assert list(result.answer.modalities) == []
+        goal = {"question": "what is here?", "modalities": ["image"]}
+        status, result = action.send_goal(goal).result(WAIT_S)
+        assert status == GoalStatus.ABORTED
+        assert "no image data" in result.answer.error
+    finally:
+        remote.close()
