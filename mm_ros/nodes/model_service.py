@@ -287,9 +287,10 @@ class ServiceCore:
         t0 = time.perf_counter()
         query = job.query
         local = tuple(m for m in engine.modalities() if m not in self.remote_modalities)
-        spans = engine.spans_ns(
-            replace(query, modalities=tuple(m for m in (query.modalities or local) if m in local))
-        )
+        # Remote modalities arrive as tokens only: never cut (so never encode) them here, also
+        # when every modality is remote (an empty tuple would mean "all" to spans_ns).
+        wanted = tuple(m for m in (query.modalities or local) if m in local)
+        spans = engine.spans_ns(replace(query, modalities=wanted)) if wanted else {}
         snapshot = self.inputs.windows.snapshot(query.at_ns, spans)
         blocks = self._remote_blocks(query.at_ns)
         snapshot_s = time.perf_counter() - t0
