@@ -92,6 +92,10 @@ class ModelServiceConfig(SensorInputsConfig, ManagedConfig):
         self.backend_config()  # validates backend, dtype, box settings, runtimes
         self.settings()
 
+    def remote(self) -> tuple[str, ...]:
+        """Modalities whose tokens come from adapter nodes."""
+        return _names(self.remote_modalities)
+
     def backend_config(self) -> BackendConfig:
         """Return the backend part of the parameters."""
         from mm_ros.engines.runtimes.base import RuntimeKind
@@ -168,7 +172,7 @@ class ServiceCore:
         self.config = config
         self.inputs = inputs
         self.log = log
-        self.remote_modalities = _names(config.remote_modalities)
+        self.remote_modalities = config.remote()
         self.engine: AnswerEngine | None = None
         self.scheduler: QueryScheduler[Job, AnswerValue] | None = None
         self._remote: dict[str, collections.deque[Block]] = {

@@ -63,7 +63,9 @@ class ModelServiceNode(LifecycleNode):
     def __init__(self, bus: Bus) -> None:
         self.config = declare_config(bus, ModelServiceConfig)
         super().__init__(bus, autostart=self.config.autostart)
-        self.inputs = SensorInputs(bus, self.config, log.warning)
+        remote = self.config.remote()
+        local = tuple(m for m in ("image", "imu", "audio") if m not in remote)
+        self.inputs = SensorInputs(bus, self.config, log.warning, local)  # raw data stays local
         self.core = ServiceCore(self.config, self.inputs, log)  # loads nothing yet
         self._make = {t: bus.msg(t) for t in OUTPUT_TYPES}
         self.outputs = _Outputs(
@@ -93,6 +95,7 @@ class ModelServiceNode(LifecycleNode):
     def on_activate(self, previous: State) -> None:
         """Start answering."""
         self.core.activate()
+        log.info("model_service ready: answering on %s/ask", self.bus.fully_qualified_name)
 
     def on_deactivate(self, previous: State) -> None:
         """Stop answering; questions get an error until activated again."""

@@ -67,6 +67,7 @@ class SensorInputs:
         config: SensorInputsConfig,
         warn: Callable[[str], None],
         modalities: tuple[str, ...] = ("image", "imu", "audio"),
+        camera_info: bool = True,
     ) -> None:
         c = config
         self.camera: CameraModel | None = None  # newest valid CameraInfo
@@ -89,6 +90,10 @@ class SensorInputs:
         self._audio_info: Any = None
         if "image" in modalities:
             self._subscribe_image(bus, c)
+        if camera_info:  # bearings need it also when images are encoded elsewhere
+            bus.create_subscription(
+                c.camera_info_topic, "sensor_msgs/msg/CameraInfo", self._on_camera_info, SENSOR_DATA
+            )
         if "imu" in modalities:
             bus.create_subscription(c.imu_topic, "sensor_msgs/msg/Imu", self._on_imu, SENSOR_DATA)
         if "audio" in modalities:
@@ -103,9 +108,6 @@ class SensorInputs:
             bus.create_subscription(
                 c.image_topic, "sensor_msgs/msg/CompressedImage", self._on_compressed, SENSOR_DATA
             )
-        bus.create_subscription(
-            c.camera_info_topic, "sensor_msgs/msg/CameraInfo", self._on_camera_info, SENSOR_DATA
-        )
 
     def _subscribe_audio(self, bus: Bus, c: SensorInputsConfig) -> None:
         if c.audio_layout == "ros-drivers":
