@@ -10,6 +10,7 @@ import importlib
 EXECUTABLES: dict[str, str] = {
     "mm-ros": "mm_ros.cli.main:main",
     "audio_adapter": "mm_ros.nodes.adapter_node:audio_main",
+    "bag_player": "mm_ros.nodes.bag_player_node:main",
     "camera": "mm_ros.nodes.camera_node:main",
     "camera_adapter": "mm_ros.nodes.adapter_node:camera_main",
     "imu_adapter": "mm_ros.nodes.adapter_node:imu_main",
