@@ -31,9 +31,13 @@ def write(tmp_path: Path, text: str, name: str = "t.launch.yaml") -> Path:
 
 def node_parameters(exe: str) -> set[str]:
     module = importlib.import_module(EXECUTABLES[exe].split(":")[0])
-    node_class = next(
-        v for v in vars(module).values() if isinstance(v, type) and getattr(v, "name", None) == exe
-    )
+    nodes = [
+        v
+        for v in vars(module).values()
+        if isinstance(v, type) and hasattr(v, "Config") and v.__module__ == module.__name__
+    ]
+    # the node name may differ from the executable's (model_service runs as node `mm`)
+    node_class = next((v for v in nodes if getattr(v, "name", None) == exe), nodes[0])
     return {f.name for f in dataclasses.fields(node_class.Config)} | {"use_sim_time"}
 
 

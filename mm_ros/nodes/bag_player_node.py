@@ -36,12 +36,18 @@ class BagPlayerConfig:
     loop: bool = param(False, "start again at the end instead of exiting")
     clock: bool = param(True, "publish /clock from the bag's time")
     clock_hz: float = param(CLOCK_HZ, "/clock rate between messages (Hz of wall time)")
+    topics: str = param("", "comma-separated topics to play; empty = all")
 
     def __post_init__(self) -> None:
         if not self.bag:
             raise ConfigError("bag_player needs a bag: pass -p bag:=PATH (bag:=PATH in a launch)")
         if self.rate <= 0 or self.clock_hz <= 0:
             raise ConfigError(f"rate and clock_hz must be > 0, found {self.rate}, {self.clock_hz}")
+
+    def topic_names(self) -> tuple[str, ...] | None:
+        """Return the ``topics`` list (None: all)."""
+        names = tuple(t.strip() for t in self.topics.split(",") if t.strip())
+        return names or None
 
 
 class BagPlayerNode:
@@ -70,6 +76,12 @@ class BagPlayerNode:
         from mm_ros.interfaces.bags import BagReader
 
         bag = BagReader(self.config.bag)
+        wanted = self.config.topic_names()
+        missing = [t for t in wanted or () if t not in bag.topics]
+        if missing:
+            raise ConfigError(
+                f"topics {missing} are not in {self.config.bag}; it has {sorted(bag.topics)}"
+            )
         self._worker = threading.Thread(target=self._play, args=(bag,), name="bag", daemon=True)
         self._worker.start()
 
@@ -77,7 +89,8 @@ class BagPlayerNode:
         cfg = self.config
         try:
             self.sent = play(self.bus, bag, rate=cfg.rate, loop=cfg.loop, clock=cfg.clock,
-                             clock_hz=cfg.clock_hz, stop=self._stop)  # fmt: skip
+                             clock_hz=cfg.clock_hz, stop=self._stop,
+                             topics=cfg.topic_names())  # fmt: skip
             log.info("played %d messages from %s", self.sent, cfg.bag)
         finally:
             self.bus.close()  # spin returns: the process ends with the bag
