@@ -139,7 +139,9 @@ def replay(make_zenoh: Callable[..., Any], bag: Path, model_dir: Path, out: Path
                         "warmup_s": 2.0, "idle_s": 1.0, "bag": bag.name}  # fmt: skip
     evaluator_bus = make_zenoh("replay_evaluator", ros_args(evaluator_params))
     evaluator = ReplayEvaluatorNode(evaluator_bus)
-    player_bus = make_zenoh("bag_player", ros_args({"bag": str(bag), "rate": 0.5}))
+    player_params = {"bag": str(bag), "rate": 0.5, "wait_for_ask": "/mm/ask",
+                     "wait_for_subscribers": TRUTH}  # fmt: skip
+    player_bus = make_zenoh("bag_player", ros_args(player_params))
     player = BagPlayerNode(player_bus)
     player.start()
     try:
@@ -217,3 +219,15 @@ def test_player_refuses_topics_not_in_the_bag(make_zenoh: Callable[..., Any], ba
     player = BagPlayerNode(make_zenoh("bag_player", ros_args({"bag": str(bag), "topics": "/nope"})))
     with pytest.raises(ConfigError, match=r"topics \['/nope'\] are not in .*; it has \["):
         player.start()
+
+
+def test_player_gives_up_waiting_for_an_ask_server(
+    make_zenoh: Callable[..., Any], bag: Path
+) -> None:
+    from mm_ros.bus.protocol import BusTimeoutError
+
+    params = {"bag": str(bag), "wait_for_ask": "/nobody/ask", "wait_timeout_s": 0.3}
+    player = BagPlayerNode(make_zenoh("bag_player", ros_args(params)))
+    with pytest.raises(BusTimeoutError, match=r"no Ask server on /nobody/ask after 0\.3 s"):
+        player.start()
+    assert player.sent == 0
