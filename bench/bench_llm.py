@@ -432,6 +432,7 @@ def end_to_end(model_dir: Path, scratch: Path) -> dict[str, Any]:
         stack.callback(stop_world)
         args = ["--ros-args", "-p", f"model_dir:={model_dir}", "-p", "runtimes:=torch"]
         service = ModelServiceNode(ZenohBus("mm", args=args, config=config))
+        service.start()
         stack.callback(service.bus.close)
         stack.callback(service.close)
         client = ZenohBus("bench_client", config=config)

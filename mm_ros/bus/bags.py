@@ -19,6 +19,8 @@ from mm_ros.core.errors import ConfigError
 from mm_ros.interfaces.bags import BagReader, BagWriter, QosProfile
 
 if TYPE_CHECKING:
+    from collections.abc import Collection
+
     from mm_ros.bus.zenoh_bus import ZenohBus
 
 CLOCK_HZ = 40.0  # /clock rate between messages: `ros2 bag play --clock` without a value
@@ -71,8 +73,8 @@ def record(bus: ZenohBus, out: Path, topics: dict[str, str], *, storage: str = "
 
 
 def play(bus: ZenohBus, bag: BagReader, *, rate: float = 1.0, loop: bool = False,
-         clock: bool = False, clock_hz: float = CLOCK_HZ,
-         stop: threading.Event) -> int:  # fmt: skip
+         clock: bool = False, clock_hz: float = CLOCK_HZ, stop: threading.Event,
+         topics: Collection[str] | None = None) -> int:  # fmt: skip
     """Publish a bag's messages with their recorded spacing / ``rate``; return how many.
 
     With ``clock``, ``/clock`` carries the bag's time: every ``1 / clock_hz`` s of wall time
@@ -80,11 +82,14 @@ def play(bus: ZenohBus, bag: BagReader, *, rate: float = 1.0, loop: bool = False
     ``use_sim_time`` then runs on bag time whatever the machine's speed or ``rate``; since
     Zenoh (like DDS) orders samples per topic only, its clock at a message's arrival is that
     message's time give or take one tick, so windows align by header stamps, not by arrival.
+    ``topics`` (None: all) plays only those; /clock still follows every message's time.
     """
     if rate <= 0 or clock_hz <= 0:
         raise ConfigError(f"rate and clock_hz must be > 0, found {rate}, {clock_hz}")
     publishers = {}
     for info in bag.topics.values():
+        if topics is not None and info.name not in topics:
+            continue
         if info.schema and info.typename not in bus.store.names():
             bus.store.add_schema(info.schema, info.typename)
         publishers[info.name] = bus.create_publisher(info.name, info.typename, _qos(info.qos))
@@ -108,8 +113,10 @@ def play(bus: ZenohBus, bag: BagReader, *, rate: float = 1.0, loop: bool = False
                 if stop.wait(min(wait, period_s) if clock_pub else wait):
                     return sent
             tick(message.timestamp_ns)
-            publishers[message.topic].publish_raw(message.data)
-            sent += 1
+            publisher = publishers.get(message.topic)
+            if publisher is not None:
+                publisher.publish_raw(message.data)
+                sent += 1
         if not loop:
             break
     return sent

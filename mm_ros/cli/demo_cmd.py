@@ -197,23 +197,6 @@ def _picture(observer: Observer, answer: AnswerValue, truth: dict[str, Any], pat
     cv2.imwrite(str(path), cv2.cvtColor(drawn, cv2.COLOR_RGB2BGR))
 
 
-def _wait_active(bus: Any, node: str, timeout_s: float) -> bool:
-    """Wait until the managed node ``node`` is active (its model loaded)."""
-    from mm_ros.core.errors import MmRosError
-
-    client = bus.create_client(f"{node}/get_state", "lifecycle_msgs/srv/GetState")
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if client.wait_for_service(1.0):
-            try:
-                if client.call({}, timeout_s=5.0).current_state.label == "active":
-                    return True
-            except MmRosError:
-                pass  # still starting: ask again
-        time.sleep(0.2)  # a service poll, not a synchronisation wait
-    return False
-
-
 def _ask(bus: Any, question: Question, stamp_ns: int) -> AnswerValue:
     from mm_ros.cli.ask_cmd import StreamPrinter
     from mm_ros.nodes.convert import answer_value
@@ -254,6 +237,7 @@ def _demo(args: argparse.Namespace) -> int:
     from mm_ros.bus.protocol import BusConfig
     from mm_ros.bus.zenoh_bus import ZenohBus, wait_until
     from mm_ros.bus.zenoh_session import Router
+    from mm_ros.nodes.lifecycle import wait_until_active
 
     out = Path(args.out)
     logs = out / "logs"
@@ -274,7 +258,7 @@ def _demo(args: argparse.Namespace) -> int:
             processes["model_service"] = _spawn("model_service", env, logs, *model, *remote)
             with ZenohBus("mm_ros_demo", config=BusConfig(connect=(endpoint,))) as bus:
                 observer = Observer(bus)
-                if not _wait_active(bus, "/mm", READY_S):
+                if not wait_until_active(bus, "/mm", READY_S):
                     print("mm-ros demo: model_service did not become active", file=sys.stderr)
                     return EXIT_RUNTIME
                 wait_until(lambda: observer.newest() is not None, 30, "frames and ground truth")

@@ -22,6 +22,8 @@ SUBCOMMANDS = [
     "mm_ros.cli.engines_cmd",
     "mm_ros.cli.ask_cmd",
     "mm_ros.cli.lifecycle_cmd",
+    "mm_ros.cli.train_cmd",
+    "mm_ros.cli.eval_cmd",
 ]
 
 

@@ -225,3 +225,25 @@ class LifecycleNode:
         """Run ``shutdown`` unless finalized (or in a transition) already."""
         if self.lifecycle.state in (State.UNCONFIGURED, State.INACTIVE, State.ACTIVE):
             report(self.bus, self.lifecycle.trigger("shutdown"))
+
+
+def wait_until_active(bus: Bus, node: str, timeout_s: float) -> bool:
+    """Wait until the managed node ``node`` (e.g. ``/mm``) reports ``active``; False on timeout.
+
+    For clients that must not ask before the model is loaded: a managed node's services and
+    action servers exist from its construction, its model only after configure + activate.
+    """
+    import time
+
+    client = bus.create_client(f"{node.rstrip('/')}/get_state", SERVICES["~/get_state"])
+    deadline = time.monotonic() + timeout_s
+    while (left := deadline - time.monotonic()) > 0:
+        if client.wait_for_service(min(left, 1.0)):
+            try:
+                state = client.call({}, timeout_s=min(max(left, 0.1), 5.0)).current_state
+            except BusError:
+                state = None  # still starting, or restarted: ask again
+            if state is not None and state.label == State.ACTIVE.label:
+                return True
+        time.sleep(0.1)  # between two polls of a remote service
+    return False

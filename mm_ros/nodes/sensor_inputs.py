@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from mm_ros.bus.naming import LATCHED, SENSOR_DATA
+from mm_ros.bus.naming import LATCHED, SENSOR_DATA, SENSOR_STREAM
 from mm_ros.core.audio import decode_audio_mgonzs13, decode_audio_ros_drivers
 from mm_ros.core.camera import decode_camera_info
 from mm_ros.core.errors import ConfigError, DecodeError, InvalidValueError
@@ -95,7 +95,7 @@ class SensorInputs:
                 c.camera_info_topic, "sensor_msgs/msg/CameraInfo", self._on_camera_info, SENSOR_DATA
             )
         if "imu" in modalities:
-            bus.create_subscription(c.imu_topic, "sensor_msgs/msg/Imu", self._on_imu, SENSOR_DATA)
+            bus.create_subscription(c.imu_topic, "sensor_msgs/msg/Imu", self._on_imu, SENSOR_STREAM)
         if "audio" in modalities:
             self._subscribe_audio(bus, c)
 
@@ -118,14 +118,14 @@ class SensorInputs:
                 c.audio_topic,
                 "audio_common_msgs/msg/AudioDataStamped",
                 self._on_audio_drivers,
-                SENSOR_DATA,
+                SENSOR_STREAM,
             )
         else:
             bus.create_subscription(
                 c.audio_topic,
                 "audio_common_msgs/msg/AudioStamped",
                 self._on_audio_mgonzs13,
-                SENSOR_DATA,
+                SENSOR_STREAM,
             )
 
     def _on_image(self, m: Any) -> None:

@@ -1,0 +1,80 @@
+"""``mm-ros train tiny``: train mm-tiny on the synthetic world (the AnyMAL recipe, two stages).
+
+``mm-ros train tiny --seed 0`` reproduces the shipped model; ``--ship`` copies the result into
+the package (``mm_ros/models/mm-tiny``), where the model service finds its default model.
+Heavy imports happen inside the handler.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import time
+from pathlib import Path
+
+from mm_ros.core.errors import ConfigError
+
+EXIT_OK = 0
+STAGE1_SHARE = 0.05  # of --steps: alignment is short for a model whose LM starts random
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add ``train``."""
+    parser = subparsers.add_parser("train", help="train a model on the synthetic world")
+    sub = parser.add_subparsers(dest="train_command", metavar="MODEL")
+    tiny = sub.add_parser("tiny", help="train mm-tiny (image + audio + IMU adapters, tiny Llama)")
+    tiny.add_argument("--seed", type=int, default=0, help="initialisation and data order")
+    tiny.add_argument("--out", type=Path, default=Path("runs/mm-tiny"), help="run folder")
+    tiny.add_argument("--steps", type=int, default=0, help="total steps (0: the shipped recipe)")
+    tiny.add_argument("--episodes", type=int, default=0, help="training episodes (0: default)")
+    tiny.add_argument("--batch", type=int, default=0, help="questions per step (0: default)")
+    tiny.add_argument(
+        "--stop-after", type=int, default=0, help="end at this step (the schedule of --steps)"
+    )
+    tiny.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint")
+    tiny.add_argument("--device", default="", help="cpu | cuda (default: cuda when present)")
+    tiny.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: default)")
+    tiny.add_argument("--ship", action="store_true", help="copy the model into the package")
+    tiny.add_argument("--no-progress", action="store_true", help="no progress bar")
+    tiny.set_defaults(handler=cmd_tiny)
+    parser.set_defaults(handler=lambda _args: _usage(parser))
+
+
+def _usage(parser: argparse.ArgumentParser) -> int:
+    parser.print_help()
+    return 2
+
+
+def cmd_tiny(args: argparse.Namespace) -> int:
+    """Train, write OUT/mm-tiny, optionally ship it into the package."""
+    import dataclasses
+
+    from mm_ros.train.trainer import TrainConfig, train
+
+    if args.steps < 0 or args.episodes < 0 or args.batch < 0:
+        raise ConfigError("--steps, --episodes and --batch must be >= 0")
+    config = TrainConfig(seed=args.seed, device=args.device, threads=args.threads)
+    if args.steps:
+        stage1 = round(args.steps * STAGE1_SHARE)
+        config = dataclasses.replace(config, stage1_steps=stage1, stage2_steps=args.steps - stage1)
+    if args.episodes:
+        config = dataclasses.replace(config, train_episodes=args.episodes)
+    if args.batch:
+        config = dataclasses.replace(config, batch=args.batch)
+    started = time.monotonic()
+    folder = train(
+        config,
+        args.out,
+        resume=args.resume,
+        progress=not args.no_progress,
+        stop_after=args.stop_after,
+    )
+    print(f"mm-tiny written to {folder} in {time.monotonic() - started:.0f} s")
+    if args.ship:
+        from mm_ros.llm.backends.composed import PACKAGE_MODEL
+
+        if PACKAGE_MODEL.exists():
+            shutil.rmtree(PACKAGE_MODEL)
+        shutil.copytree(folder, PACKAGE_MODEL)
+        print(f"shipped into {PACKAGE_MODEL}")
+    return EXIT_OK

@@ -1,0 +1,499 @@
+"""Training and evaluation examples from synthetic-world episodes, by seed.
+
+An example is a snapshot's model inputs (image, audio, IMU after the service's own
+preprocessing), a question, its answer and the truth that scores it. Snapshots are cut from
+`SensorWindows` filled with the world's frames, audio chunks and IMU samples, exactly as the
+service cuts them, and preprocessed with the functions `AdapterSession` uses. Rendered inputs
+are cached as numpy arrays so training steps never re-render.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from mm_ros.core.errors import ConfigError
+from mm_ros.core.preprocessing import prepare_audio, preprocess_image, resample_imu
+from mm_ros.core.sensors import Modality
+from mm_ros.core.windows import (
+    AudioWindow,
+    FrameWindow,
+    ImuWindow,
+    SensorWindows,
+    Snapshot,
+    WindowConfig,
+)
+from mm_ros.sim.sound import Sound
+from mm_ros.sim.world import NS_PER_S, FrameTruth, World, WorldConfig
+from mm_ros.train import tasks
+from mm_ros.train.tasks import Kind
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from numpy.typing import NDArray
+
+    from mm_ros.adapters.spec import AdapterSpec
+
+# Disjoint seed ranges: training episodes never share a scene, path or soundtrack with held-out.
+TRAIN_SEED_BASE = 1_000
+HELDOUT_SEED_BASE = 900_000
+IMAGE_SPAN_S = 2.0 / 30.0  # the newest frame is used: two frame periods at 30 Hz find it
+CACHE_VERSION = 1
+
+
+def train_seeds(count: int) -> tuple[int, ...]:
+    """Seeds of the training episodes."""
+    return tuple(range(TRAIN_SEED_BASE, TRAIN_SEED_BASE + count))
+
+
+def heldout_seeds(count: int) -> tuple[int, ...]:
+    """Seeds of the held-out episodes (never in `train_seeds`)."""
+    return tuple(range(HELDOUT_SEED_BASE, HELDOUT_SEED_BASE + count))
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Which episodes and which questions."""
+
+    seeds: tuple[int, ...]
+    snapshots_per_episode: int = 30
+    duration_s: float = 30.0  # 30 s episodes: many scenes for the same rendering time
+    unseen_phrasings: bool = False  # True: only the phrasings training never uses
+    absent_share: float = 0.15  # 'where is X?' about an object out of view (training only)
+    # An object is "clear" (asked about) when this much of it shows and its box is this big:
+    # smaller ones are a few pixels at the model's input, and labelling them is a coin toss.
+    min_visible: float = 0.6
+    min_side_px: float = 20.0
+    min_box_px: float = 24.0  # grounding / identify boxes: 1 percent step is < 25 % of a side
+    # Objects this close to the left/centre/right boundary are not asked about by side.
+    side_margin_deg: float = 1.5
+    # Audio questions are asked from just before the end of an event to this long after it,
+    # so "what did I just hear?" has one answer that the newest clip contains.
+    audio_after_s: float = 0.25
+    audio_before_s: float = 0.1
+    motion_stable_s: float = 0.5  # motion questions only where the label held this long
+
+    def __post_init__(self) -> None:
+        if not self.seeds:
+            raise ConfigError("DataConfig.seeds: expected at least one seed, found none")
+        if self.snapshots_per_episode < 1:
+            raise ConfigError(
+                f"DataConfig.snapshots_per_episode must be >= 1, found {self.snapshots_per_episode}"
+            )
+        if not 0.0 <= self.absent_share < 1.0:
+            raise ConfigError(
+                f"DataConfig.absent_share must be in [0, 1), found {self.absent_share}"
+            )
+
+
+@dataclass(frozen=True)
+class Inputs:
+    """Preprocessing constants of the three adapters (what the cache depends on)."""
+
+    image_px: int
+    image_mode: str
+    image_mean: tuple[float, float, float]
+    image_std: tuple[float, float, float]
+    audio_rate_hz: int
+    audio_clip_samples: int
+    imu_rate_hz: float
+    imu_window_s: float
+
+    @classmethod
+    def of(cls, specs: dict[str, AdapterSpec]) -> Inputs:
+        """Read them from the image, audio and imu adapter specs."""
+        image, audio, imu = specs["image"].image, specs["audio"].audio, specs["imu"].imu
+        if image is None or audio is None or imu is None:
+            raise ConfigError("specs: expected image, audio and imu preprocessing sections")
+        return cls(
+            image.size_px,
+            image.resize_mode.value,
+            image.mean,
+            image.std,
+            audio.sample_rate_hz,
+            audio.clip_samples,
+            imu.rate_hz,
+            imu.window_s,
+        )
+
+    def spans_ns(self) -> dict[Modality, int]:
+        """Snapshot spans as `AnswerEngine.spans_ns` asks for them.
+
+        The newest frame (two frame periods at 30 Hz), one audio clip, the IMU window.
+        """
+        return {
+            Modality.IMAGE: int(IMAGE_SPAN_S * NS_PER_S),
+            Modality.AUDIO: int(self.audio_clip_samples / self.audio_rate_hz * NS_PER_S),
+            Modality.IMU: int(self.imu_window_s * NS_PER_S),
+        }
+
+
+# -- snapshots, the service's way ---------------------------------------------------------
+def fill_windows(world: World, index: int, spans_ns: dict[Modality, int]) -> SensorWindows:
+    """Windows holding what a subscriber would hold when frame ``index`` arrives.
+
+    Only the data inside the spans before the frame's stamp is added (the rest would be evicted
+    or is not needed), so this is cheap at any point of an episode.
+    """
+    frame = world.frame(index).frame
+    stamp = frame.stamp_ns
+    windows = SensorWindows(
+        image=FrameWindow(WindowConfig(span_ns=spans_ns[Modality.IMAGE], max_items=30)),
+        audio=AudioWindow(WindowConfig(span_ns=2 * spans_ns[Modality.AUDIO], max_items=10_000)),
+        imu=ImuWindow(WindowConfig(span_ns=2 * spans_ns[Modality.IMU], max_items=100_000)),
+    )
+    assert windows.image is not None
+    assert windows.audio is not None
+    assert windows.imu is not None
+    windows.image.add(frame)
+    rate = world.config.sound.rate_hz
+    chunk = world.chunk_frames
+    t = stamp - world.start_ns
+    last = (t * rate // NS_PER_S) // chunk  # chunks [0, last) end at or before the stamp
+    first = max(0, ((t - spans_ns[Modality.AUDIO]) * rate // NS_PER_S) // chunk - 1)
+    for i in range(first, min(last, world.audio.size // chunk)):
+        windows.audio.add(world.audio_chunk(i))
+    t_imu = world.imu_series.t_ns
+    lo = int(np.searchsorted(t_imu, t - spans_ns[Modality.IMU], side="left"))
+    hi = int(np.searchsorted(t_imu, t, side="right"))
+    for i in range(lo, hi):
+        windows.imu.add(world.imu_sample(i))
+    return windows
+
+
+def snapshot_at(
+    world: World, index: int, inputs: Inputs, spans_ns: dict[Modality, int] | None = None
+) -> tuple[Snapshot, FrameTruth]:
+    """Return the snapshot a question gets when frame ``index`` arrives, and its truth.
+
+    ``spans_ns`` defaults to ``inputs.spans_ns()`` (the evaluation passes the engine's own).
+    """
+    spans = spans_ns or inputs.spans_ns()
+    windows = fill_windows(world, index, spans)
+    stamp = world.start_ns + world.frame_time_ns(index)
+    snapshot = windows.snapshot(stamp, spans, max_frames=1)
+    return snapshot, world.frame(index).truth
+
+
+def preprocess(
+    snapshot: Snapshot, inputs: Inputs
+) -> tuple[NDArray[np.float32], NDArray[np.float32], NDArray[np.float32]]:
+    """Model inputs of a snapshot, as `AdapterSession` prepares them.
+
+    Returns image (3, S, S), audio (clip,) and imu (rows, 6), all float32.
+    """
+    from mm_ros.core.preprocessing import ResizeMode
+
+    if snapshot.image is None or not snapshot.image.frames:
+        raise ConfigError("snapshot: expected a frame in the image view, found none")
+    if snapshot.audio is None or snapshot.imu is None:
+        raise ConfigError("snapshot: expected audio and imu views")
+    image, _ = preprocess_image(
+        snapshot.image.frames[-1].rgb(),
+        inputs.image_px,
+        ResizeMode(inputs.image_mode),
+        inputs.image_mean,
+        inputs.image_std,
+    )
+    audio = prepare_audio(
+        snapshot.audio.samples,
+        snapshot.audio.rate_hz,
+        inputs.audio_rate_hz,
+        inputs.audio_clip_samples,
+    )
+    view = snapshot.imu
+    values = np.concatenate([view.linear_acceleration_mps2, view.angular_velocity_rps], axis=1)
+    imu = resample_imu(
+        view.stamps_ns, values, inputs.imu_rate_hz, inputs.imu_window_s, snapshot.at_ns
+    )
+    return image, audio, imu
+
+
+# -- questions ----------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Example:
+    """One question about one snapshot, with its answer and the truth that scores it."""
+
+    snap: int  # row in the dataset's input arrays
+    seed: int  # episode
+    frame: int  # frame index in the episode (the snapshot is cut when it arrives)
+    kind: str  # tasks.Kind value
+    task: str  # core.prompt.Task value
+    question: str  # without the task identifier
+    answer: str
+    unseen: bool  # phrasing never used in training
+    truth: dict[str, Any] = field(default_factory=dict)
+
+
+def _clear(obj: Any, config: DataConfig) -> bool:
+    if not obj.in_view or obj.box_px is None or obj.visible_fraction < config.min_visible:
+        return False
+    x1, y1, x2, y2 = obj.box_px
+    return bool(min(x2 - x1, y2 - y1) >= config.min_side_px)
+
+
+def _boxable(obj: Any, config: DataConfig) -> bool:
+    return (
+        _clear(obj, config)
+        and min(_box(obj)[2] - _box(obj)[0], _box(obj)[3] - _box(obj)[1]) >= config.min_box_px
+    )
+
+
+def _box(obj: Any) -> tasks.Box:
+    box: tasks.Box | None = obj.box_px
+    assert box is not None  # only objects in view get here
+    return box
+
+
+def _near_boundary(obj: Any, half_width_deg: float, margin_deg: float) -> bool:
+    return bool(abs(abs(obj.azimuth_deg) - half_width_deg) < margin_deg)
+
+
+def _pick(rng: np.random.Generator, options: tuple[str, ...]) -> str:
+    return options[int(rng.integers(len(options)))]
+
+
+def _audio_truth(world: World, t_ns: int, config: DataConfig) -> str | None:
+    """Return the answer to 'what did I just hear?' at ``t_ns`` (episode time), or None."""
+    events = world.events
+    for i, event in enumerate(events):
+        if event.onset_ns > t_ns:
+            break
+        start = event.end_ns - round(config.audio_before_s * NS_PER_S)
+        stop = event.end_ns + round(config.audio_after_s * NS_PER_S)
+        if i + 1 < len(events):
+            stop = min(stop, events[i + 1].onset_ns)
+        if start <= t_ns < stop:
+            return event.sound.value
+    return None
+
+
+def questions_for(  # noqa: PLR0915 - one block per question kind
+    world: World,
+    index: int,
+    truth: FrameTruth,
+    config: DataConfig,
+    rng: np.random.Generator,
+    *,
+    snap: int,
+) -> list[Example]:
+    """Every question that has a clear answer at frame ``index``."""
+    phrasings = tasks.UNSEEN_PHRASINGS if config.unseen_phrasings else tasks.PHRASINGS
+    width, height = world.config.width_px, world.config.height_px
+    half = world.config.centre_half_width_deg
+    t = world.frame_time_ns(index)
+    seed = world.config.seed
+    out: list[Example] = []
+
+    def add(kind: Kind, question: str, answer: str, **truth_fields: Any) -> None:
+        out.append(
+            Example(
+                snap,
+                seed,
+                index,
+                kind.value,
+                tasks.TASK_OF[kind].value,
+                question,
+                answer,
+                config.unseen_phrasings,
+                truth_fields,
+            )
+        )
+
+    in_view = [o for o in truth.objects if o.in_view]
+    clear = [o for o in in_view if _clear(o, config)]
+    # where is X? -> side
+    sided = [o for o in clear if not _near_boundary(o, half, config.side_margin_deg)]
+    if sided and rng.random() >= config.absent_share:
+        obj = sided[int(rng.integers(len(sided)))]
+        q = _pick(rng, phrasings[Kind.SIDE]).format(obj=obj.name)
+        add(Kind.SIDE, q, tasks.side_answer(obj.name, obj.side.value), name=obj.name,
+            side=obj.side.value)  # fmt: skip
+    elif config.absent_share > 0:
+        seen = {o.name for o in in_view}
+        absent = [n for n in tasks.OBJECT_NAMES if n not in seen]
+        name = absent[int(rng.integers(len(absent)))]
+        q = _pick(rng, phrasings[Kind.SIDE]).format(obj=name)
+        add(Kind.SIDE, q, tasks.side_answer(name, None), name=name, side="none")
+    # what is on my left? -> the clear objects there (skipped when one is borderline)
+    side = ("left", "centre", "right")[int(rng.integers(3))]
+    there = [o for o in in_view if o.side.value == side]
+    unclear = [
+        o
+        for o in in_view
+        if (o.side.value == side and not _clear(o, config))
+        or _near_boundary(o, half, config.side_margin_deg)
+    ]
+    if not unclear:
+        names = [o.name for o in sorted(there, key=lambda o: -o.azimuth_deg)]
+        q = _pick(rng, phrasings[Kind.LIST]).format(where=tasks.WHERE[side])
+        add(Kind.LIST, q, tasks.listing(names), side=side, names=names)
+    boxable = [o for o in clear if _boxable(o, config)]
+    if boxable:
+        obj = boxable[int(rng.integers(len(boxable)))]
+        percent = tasks.percent_box(_box(obj), width, height)
+        q = _pick(rng, phrasings[Kind.GROUNDING]).format(obj=obj.name)
+        add(Kind.GROUNDING, q, tasks.grounded(obj.name, percent), name=obj.name,
+            box_px=[float(v) for v in _box(obj)], percent=list(percent))  # fmt: skip
+        obj = boxable[int(rng.integers(len(boxable)))]
+        percent = tasks.percent_box(_box(obj), width, height)
+        q = _pick(rng, phrasings[Kind.IDENTIFY]).format(box=tasks.box_markup(percent))
+        add(Kind.IDENTIFY, q, tasks.identify_answer(obj.name), name=obj.name,
+            box_px=[float(v) for v in _box(obj)])  # fmt: skip
+        # refer: an expression that picks exactly one object in view
+        refs = []
+        for obj in boxable:
+            same_colour = [o for o in in_view if o.colour is obj.colour]
+            same_shape = [o for o in in_view if o.shape is obj.shape]
+            same_side = [o for o in in_view if o.side is obj.side]
+            if len(same_colour) == 1:
+                refs.append((f"the {obj.colour.label} object", obj))
+            if len(same_shape) == 1:
+                refs.append((f"the {obj.shape.value}", obj))
+            if len(same_side) == 1 and not _near_boundary(obj, half, config.side_margin_deg):
+                refs.append((f"the object {tasks.SIDE_TEXT[obj.side.value]}", obj))
+        if refs:
+            ref, obj = refs[int(rng.integers(len(refs)))]
+            percent = tasks.percent_box(_box(obj), width, height)
+            q = _pick(rng, phrasings[Kind.REFER]).format(ref=ref)
+            add(Kind.REFER, q, tasks.grounded(obj.name, percent), name=obj.name,
+                box_px=[float(v) for v in _box(obj)], percent=list(percent))  # fmt: skip
+    sound = _audio_truth(world, t, config)
+    if sound is not None:
+        q = _pick(rng, phrasings[Kind.AUDIO])
+        add(Kind.AUDIO, q, tasks.SOUND_TEXT[Sound(sound)], sound=sound)
+    stable = world.trajectory.motion_at(t - round(config.motion_stable_s * NS_PER_S))
+    if stable is truth.motion and t >= config.motion_stable_s * NS_PER_S:
+        q = _pick(rng, phrasings[Kind.MOTION])
+        add(Kind.MOTION, q, tasks.MOTION_TEXT[truth.motion], motion=truth.motion.value)
+    # caption (stage 1): the clear objects with their sides, the sound if clear, the motion
+    parts = [f"the {o.name} {tasks.SIDE_TEXT[o.side.value]}" for o in clear]
+    sight = "i see " + (" and ".join(parts) if parts else "nothing") + "."
+    heard = ""
+    if sound is not None:
+        heard = " " + tasks.SOUND_TEXT[Sound(sound)]
+    caption = sight + heard + " " + tasks.MOTION_TEXT[truth.motion]
+    add(Kind.CAPTION, _pick(rng, phrasings[Kind.CAPTION]), caption)
+    return out
+
+
+def snapshot_frames(
+    world: World, count: int, rng: np.random.Generator, config: DataConfig
+) -> list[int]:
+    """Frame indices to cut snapshots at: half near the ends of sound events, half anywhere."""
+    fps = world.config.fps
+    first = math.ceil(fps * 1.0)  # a full second of audio and IMU behind the first snapshot
+    every = np.arange(first, world.frame_count)
+    times = every * NS_PER_S // fps
+    audio_ok = np.array([_audio_truth(world, int(t), config) is not None for t in times])
+    near = every[audio_ok]
+    half = min(count // 2, near.size)
+    chosen = list(rng.choice(near, size=half, replace=False)) if half else []
+    rest = np.setdiff1d(every, chosen)
+    chosen += list(rng.choice(rest, size=min(count - half, rest.size), replace=False))
+    return sorted(int(i) for i in chosen)
+
+
+# -- the dataset ---------------------------------------------------------------------------
+@dataclass
+class Dataset:
+    """Model inputs per snapshot and the examples that refer to them."""
+
+    images: NDArray[np.float16]  # (N, 3, S, S) normalised, as preprocess_image returns
+    audio: NDArray[np.float16]  # (N, clip) samples in [-1, 1]
+    imu: NDArray[np.float32]  # (N, rows, 6) raw units
+    examples: list[Example]
+    image_size: tuple[int, int]  # source width, height
+
+    def of_kind(self, *kinds: Kind) -> list[Example]:
+        """Examples of the given kinds."""
+        wanted = {k.value for k in kinds}
+        return [e for e in self.examples if e.kind in wanted]
+
+
+def world_config(seed: int, config: DataConfig) -> WorldConfig:
+    """Return the world of episode ``seed`` (default sensors, ``config.duration_s`` long)."""
+    return WorldConfig(seed=seed, duration_s=config.duration_s)
+
+
+def examples_only(config: DataConfig) -> list[Example]:
+    """Return the questions `build_dataset` makes for ``config``, without model inputs."""
+    examples: list[Example] = []
+    for seed in config.seeds:
+        world = World(world_config(seed, config))
+        rng = np.random.default_rng([seed, 7, int(config.unseen_phrasings)])
+        for index in snapshot_frames(world, config.snapshots_per_episode, rng, config):
+            truth = world.frame(index).truth
+            examples.extend(questions_for(world, index, truth, config, rng, snap=-1))
+    return examples
+
+
+def build_dataset(config: DataConfig, inputs: Inputs, progress: bool = False) -> Dataset:
+    """Generate every episode of ``config`` and its questions (deterministic per seed)."""
+    images: list[NDArray[np.float16]] = []
+    audio: list[NDArray[np.float16]] = []
+    imu: list[NDArray[np.float32]] = []
+    examples: list[Example] = []
+    seeds: Any = config.seeds
+    if progress:
+        from tqdm import tqdm
+
+        seeds = tqdm(config.seeds, desc="episodes", unit="ep")
+    size = (0, 0)
+    for seed in seeds:
+        world = World(world_config(seed, config))
+        size = (world.config.width_px, world.config.height_px)
+        rng = np.random.default_rng([seed, 7, int(config.unseen_phrasings)])
+        for index in snapshot_frames(world, config.snapshots_per_episode, rng, config):
+            snapshot, truth = snapshot_at(world, index, inputs)
+            image, clip, window = preprocess(snapshot, inputs)
+            snap = len(images)
+            images.append(image.astype(np.float16))
+            audio.append(clip.astype(np.float16))
+            imu.append(window)
+            examples.extend(questions_for(world, index, truth, config, rng, snap=snap))
+    return Dataset(np.stack(images), np.stack(audio), np.stack(imu), examples, size)
+
+
+def cache_key(config: DataConfig, inputs: Inputs) -> str:
+    """Short hash of everything the cached arrays depend on."""
+    text = json.dumps([CACHE_VERSION, asdict(config), asdict(inputs)], sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def load_or_build(
+    config: DataConfig, inputs: Inputs, cache_dir: Path | None, progress: bool = False
+) -> Dataset:
+    """Return the dataset from ``cache_dir`` (built and written there on a miss)."""
+    if cache_dir is None:
+        return build_dataset(config, inputs, progress)
+    key = cache_key(config, inputs)
+    arrays, meta = cache_dir / f"data-{key}.npz", cache_dir / f"data-{key}.json"
+    if arrays.is_file() and meta.is_file():
+        with np.load(arrays, allow_pickle=False) as data:
+            document = json.loads(meta.read_text())
+            return Dataset(
+                data["images"],
+                data["audio"],
+                data["imu"],
+                [Example(**e) for e in document["examples"]],
+                (int(document["image_size"][0]), int(document["image_size"][1])),
+            )
+    dataset = build_dataset(config, inputs, progress)
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    np.savez(arrays, images=dataset.images, audio=dataset.audio, imu=dataset.imu)
+    meta.write_text(
+        json.dumps(
+            {
+                "examples": [asdict(e) for e in dataset.examples],
+                "image_size": list(dataset.image_size),
+            }
+        )
+    )
+    return dataset

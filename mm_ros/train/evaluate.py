@@ -1,0 +1,384 @@
+"""Held-out evaluation: score answers against the synthetic world's truth.
+
+``score`` judges one `AnswerValue` (the service's output: text, detections in source pixels);
+``evaluate`` asks every held-out question through an answerer and writes a markdown table and
+JSON. The answerer the CLI uses is the service's own `AnswerEngine`, fed snapshots cut from
+`SensorWindows` filled with the world's data, so the whole inference chain is measured.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from mm_ros.core.answers import AnswerValue, Detection
+from mm_ros.core.boxes import BoxFormat, BoxScale, parse_boxes
+from mm_ros.core.errors import ConfigError
+from mm_ros.train import data as data_mod
+from mm_ros.train import tasks
+from mm_ros.train.tasks import Kind
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterable, Sequence
+    from pathlib import Path
+
+    from mm_ros.sim.world import World
+    from mm_ros.train.data import Example
+
+IOU_HIT = 0.5
+SAMPLES_PER_KIND = 5  # answers kept in the report per kind, for the model card
+EVAL_KINDS = (
+    Kind.SIDE,
+    Kind.LIST,
+    Kind.GROUNDING,
+    Kind.REFER,
+    Kind.IDENTIFY,
+    Kind.AUDIO,
+    Kind.MOTION,
+)
+# Answerer: (question, task, snapshot, world) → the service's answer.
+Answerer = "Callable[[str, str, Snapshot, World], AnswerValue]"
+
+
+@dataclass(frozen=True)
+class Score:
+    """How one answer did."""
+
+    correct: bool
+    iou: float | None = None  # grounding / refer only
+
+
+def score(kind: str, truth: dict[str, Any], answer: AnswerValue) -> Score:  # noqa: PLR0911
+    """Judge ``answer`` to a question of ``kind`` against ``truth`` (see `data.questions_for`)."""
+    if not answer.ok:
+        return Score(False, 0.0 if kind in (Kind.GROUNDING.value, Kind.REFER.value) else None)
+    text = answer.text
+    if kind == Kind.SIDE.value:
+        if truth["side"] == "none":
+            return Score("not see" in text.lower() or "don't see" in text.lower())
+        return Score(tasks.side_of_text(text) == truth["side"])
+    if kind == Kind.LIST.value:
+        named = tasks.names_in_text(text)
+        expected = truth["names"]
+        if not expected:
+            return Score(not named and "nothing" in text.lower())
+        return Score(sorted(named) == sorted(expected))
+    if kind in (Kind.GROUNDING.value, Kind.REFER.value):
+        if not answer.detections:
+            return Score(False, 0.0)
+        box = answer.detections[0].box_px
+        x1, y1, x2, y2 = truth["box_px"]
+        overlap = tasks.iou(box, (x1, y1, x2, y2))
+        return Score(overlap >= IOU_HIT, overlap)
+    if kind == Kind.IDENTIFY.value:
+        return Score(tasks.names_in_text(text) == [truth["name"]])
+    if kind == Kind.AUDIO.value:
+        return Score(tasks.sound_of_text(text) == truth["sound"])
+    if kind == Kind.MOTION.value:
+        return Score(tasks.motion_of_text(text) == truth["motion"])
+    raise ConfigError(f"score: expected one of {[k.value for k in EVAL_KINDS]}, found {kind!r}")
+
+
+def answer_from_text(
+    raw: str, question: str, task: str, image_size: tuple[int, int]
+) -> AnswerValue:
+    """Return an `AnswerValue` for raw model text with MiniGPT-v2 percent boxes."""
+    width, height = image_size
+    parsed = parse_boxes(
+        raw, BoxFormat.MINIGPT_V2, BoxScale.PERCENT, input_width=width, input_height=height
+    )
+    detections = tuple(Detection(b.label, b.box_px) for b in parsed.boxes)
+    return AnswerValue(
+        question=question, task=task, text=parsed.text, raw_text=raw, detections=detections
+    )
+
+
+# -- the report ---------------------------------------------------------------------------
+@dataclass
+class Tally:
+    """Counts of one (kind, phrasing) cell."""
+
+    n: int = 0
+    correct: int = 0
+    iou_sum: float = 0.0
+    ious: int = 0
+
+    def add(self, result: Score) -> None:
+        """Count one answer."""
+        self.n += 1
+        self.correct += int(result.correct)
+        if result.iou is not None:
+            self.iou_sum += result.iou
+            self.ious += 1
+
+    @property
+    def accuracy(self) -> float:
+        """Share correct."""
+        return self.correct / self.n if self.n else 0.0
+
+    @property
+    def mean_iou(self) -> float | None:
+        """Mean IoU (boxes only)."""
+        return self.iou_sum / self.ious if self.ious else None
+
+
+@dataclass
+class Report:
+    """Per kind and phrasing (seen in training / unseen) results."""
+
+    model_id: str
+    cells: dict[str, dict[str, Tally]] = field(default_factory=dict)  # kind → phrasing → tally
+    samples: list[dict[str, Any]] = field(default_factory=list)  # a few answers, for the card
+    wall_s: float = 0.0
+
+    def add(self, example: Example, answer: AnswerValue, result: Score) -> None:
+        """Count one answer."""
+        phrasing = "unseen" if example.unseen else "seen"
+        self.cells.setdefault(example.kind, {}).setdefault(phrasing, Tally()).add(result)
+        shown = sum(s["kind"] == example.kind for s in self.samples)
+        if shown < SAMPLES_PER_KIND:
+            self.samples.append(
+                {
+                    "kind": example.kind,
+                    "question": example.question,
+                    "expected": example.answer,
+                    "answer": answer.raw_text or answer.error,
+                    "correct": result.correct,
+                }
+            )
+
+    def accuracy(self, kind: Kind, phrasing: str = "seen") -> float:
+        """Accuracy of one cell (0 when empty)."""
+        return self.cells.get(kind.value, {}).get(phrasing, Tally()).accuracy
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON-ready results."""
+        cells = {
+            kind: {
+                phrasing: {
+                    "n": t.n,
+                    "accuracy": round(t.accuracy, 4),
+                    **({"mean_iou": round(t.mean_iou, 4)} if t.mean_iou is not None else {}),
+                }
+                for phrasing, t in by.items()
+            }
+            for kind, by in self.cells.items()
+        }
+        return {
+            "model_id": self.model_id,
+            "iou_hit": IOU_HIT,
+            "results": cells,
+            "wall_s": round(self.wall_s, 1),
+            "samples": self.samples,
+        }
+
+    def markdown(self) -> str:
+        """Return a markdown table: kind, accuracy and IoU for seen and unseen phrasings."""
+        lines = [
+            "| question kind | n | accuracy | mean IoU | n (unseen phrasings) | accuracy (unseen) "
+            "| mean IoU (unseen) |",
+            "|---|---:|---:|---:|---:|---:|---:|",
+        ]
+
+        def cell(t: Tally | None) -> list[str]:
+            if t is None:
+                return ["0", "-", "-"]
+            iou = f"{t.mean_iou:.3f}" if t.mean_iou is not None else "-"
+            return [str(t.n), f"{100 * t.accuracy:.1f} %", iou]
+
+        for kind in EVAL_KINDS:
+            by = self.cells.get(kind.value)
+            if not by:
+                continue
+            row = [_KIND_LABEL[kind], *cell(by.get("seen")), *cell(by.get("unseen"))]
+            lines.append("| " + " | ".join(row) + " |")
+        return "\n".join(lines) + "\n"
+
+
+_KIND_LABEL = {
+    Kind.SIDE: "spatial: where is X? (left / centre / right)",
+    Kind.LIST: "spatial: what is on my left? (exact set)",
+    Kind.GROUNDING: "grounding: box IoU >= 0.5",
+    Kind.REFER: "refer: box IoU >= 0.5",
+    Kind.IDENTIFY: "identify: name of the boxed object",
+    Kind.AUDIO: "audio event",
+    Kind.MOTION: "motion",
+}
+
+
+# -- the held-out questions ----------------------------------------------------------------
+@dataclass(frozen=True)
+class EvalConfig:
+    """Which held-out questions."""
+
+    episodes: int = 40
+    snapshots_per_episode: int = 12
+    per_kind: int = 60  # questions per kind with the training phrasings
+    unseen_per_kind: int = 30  # and with phrasings never used in training
+    seed: int = 0  # which questions are drawn when there are more than per_kind
+
+    def __post_init__(self) -> None:
+        if self.episodes < 1 or self.per_kind < 0 or self.unseen_per_kind < 0:
+            raise ConfigError(f"EvalConfig: expected positive sizes, found {self}")
+
+
+def heldout_examples(config: EvalConfig) -> list[Example]:
+    """Held-out questions (no rendering kept: the evaluation cuts its own snapshots)."""
+    out: list[Example] = []
+    for unseen, per_kind in ((False, config.per_kind), (True, config.unseen_per_kind)):
+        data_config = data_mod.DataConfig(
+            seeds=data_mod.heldout_seeds(config.episodes),
+            snapshots_per_episode=config.snapshots_per_episode,
+            unseen_phrasings=unseen,
+            absent_share=0.0,
+        )
+        examples = data_mod.examples_only(data_config)
+        rng = np.random.default_rng([config.seed, int(unseen)])
+        for kind in EVAL_KINDS:
+            of_kind = [e for e in examples if e.kind == kind.value]
+            if len(of_kind) > per_kind:
+                keep = sorted(rng.choice(len(of_kind), size=per_kind, replace=False))
+                of_kind = [of_kind[int(i)] for i in keep]
+            out.extend(of_kind)
+    return out
+
+
+def evaluate(
+    examples: Sequence[Example],
+    answer: Callable[[Example], AnswerValue],
+    model_id: str,
+    progress: bool = False,
+) -> Report:
+    """Ask every example through ``answer`` and score it."""
+    import time
+
+    report = Report(model_id)
+    started = time.monotonic()
+    items: Iterable[Example] = examples
+    if progress:
+        from tqdm import tqdm
+
+        items = tqdm(examples, desc="eval", unit="q")
+    for example in items:
+        value = answer(example)
+        report.add(example, value, score(example.kind, example.truth, value))
+    report.wall_s = time.monotonic() - started
+    return report
+
+
+def write_report(report: Report, out: Path) -> tuple[Path, Path]:
+    """Write ``eval.md`` and ``eval.json`` into ``out``; return their paths."""
+    out.mkdir(parents=True, exist_ok=True)
+    md, js = out / "eval.md", out / "eval.json"
+    md.write_text(report.markdown())
+    js.write_text(json.dumps(report.to_json(), indent=1) + "\n")
+    return md, js
+
+
+__all__ = [
+    "EVAL_KINDS",
+    "EvalConfig",
+    "Report",
+    "Score",
+    "answer_from_text",
+    "asdict",
+    "evaluate",
+    "heldout_examples",
+    "score",
+    "write_report",
+]
+
+
+def probe_answerer(
+    model: Any, dataset: Any, max_new_tokens: int = 40
+) -> Callable[[Example], AnswerValue]:
+    """Greedy answers of a model being trained, on a dataset's prepared inputs (learning curve).
+
+    Uses the same prompt assembly as the service but skips its sensor windows and runtimes;
+    the reported evaluation goes through `AnswerEngine` instead.
+    """
+    import torch
+
+    from mm_ros.core.prompt import Task
+    from mm_ros.llm.assembly import assemble
+
+    backend = model.backend
+    tokenizer = model.tokenizer
+
+    def answer(example: Example) -> AnswerValue:
+        snap = example.snap
+        with torch.no_grad():
+            device = backend.device
+            blocks = {
+                "image": model.adapters["image"](
+                    torch.from_numpy(dataset.images[snap : snap + 1].astype(np.float32)).to(device)
+                )[0],
+                "audio": model.adapters["audio"](
+                    torch.from_numpy(dataset.audio[snap : snap + 1].astype(np.float32)).to(device)
+                )[0],
+                "imu": model.adapters["imu"](
+                    torch.from_numpy(dataset.imu[snap : snap + 1]).to(device)
+                )[0],
+            }
+            prompt = assemble(backend, Task(example.task), example.question, blocks)
+            out = model.llm.generate(
+                inputs_embeds=prompt.inputs_embeds,
+                attention_mask=prompt.attention_mask,
+                max_new_tokens=max_new_tokens,
+                do_sample=False,
+                eos_token_id=tokenizer.eos_token_id,
+                pad_token_id=tokenizer.pad_token_id,
+            )
+        raw = tokenizer.decode(out[0], skip_special_tokens=False)
+        raw = raw.replace(tokenizer.eos_token, "").replace(tokenizer.pad_token, "").strip()
+        return answer_from_text(raw, example.question, example.task, dataset.image_size)
+
+    return answer
+
+
+def service_answerer(engine: Any, inputs: data_mod.Inputs) -> Callable[[Example], AnswerValue]:
+    """Answers from the service's `AnswerEngine` on snapshots cut from filled sensor windows."""
+    from mm_ros.llm.service import Query
+    from mm_ros.sim.world import World
+
+    worlds: dict[int, World] = {}
+
+    def answer(example: Example) -> AnswerValue:
+        world = worlds.get(example.seed)
+        if world is None:
+            world = World(data_mod.world_config(example.seed, data_mod.DataConfig(seeds=(0,))))
+            worlds.clear()  # examples come episode by episode: keep one world at a time
+            worlds[example.seed] = world
+        query = Query(question=example.question, task=example.task)
+        snapshot, _ = data_mod.snapshot_at(world, example.frame, inputs, engine.spans_ns(query))
+        value: AnswerValue = engine.answer(query, snapshot, camera=world.camera)
+        return value
+
+    return answer
+
+
+def evaluate_backend(
+    backend_config: Any,
+    config: EvalConfig,
+    *,
+    settings: Any = None,
+    examples: Sequence[Example] | None = None,
+    progress: bool = False,
+) -> Report:
+    """Load a composed model and evaluate it through the service's `AnswerEngine`."""
+    from mm_ros.llm.backends.base import load_backend
+    from mm_ros.llm.service import AnswerEngine, ServiceSettings
+
+    backend = load_backend(backend_config)
+    try:
+        specs = {m: s.spec for m, s in backend.sessions.items()}
+        inputs = data_mod.Inputs.of(specs)
+        engine = AnswerEngine(backend, settings or ServiceSettings())
+        chosen = list(examples) if examples is not None else heldout_examples(config)
+        chosen.sort(key=lambda e: (e.seed, e.frame))
+        return evaluate(chosen, service_answerer(engine, inputs), backend.model_id, progress)
+    finally:
+        backend.close()

@@ -1,0 +1,390 @@
+"""The AnyMAL recipe for a composed model, as used for mm-tiny.
+
+Stage 1 (alignment): the language model is frozen; the adapters (encoders + projectors) learn
+to caption snapshots. Stage 2 (instruction tuning): questions of every kind with their task
+identifiers; for mm-tiny the small language model, which starts from random weights, is trained
+too. Every step's batch depends only on (seed, step), so a resumed run continues exactly where
+a checkpoint left it. Checkpoints are safetensors + JSON, never pickles.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+
+from mm_ros.core.boxes import BoxFormat
+from mm_ros.core.errors import CheckpointError, ConfigError
+from mm_ros.train import data as data_mod
+from mm_ros.train import mm_tiny
+from mm_ros.train.layout import IGNORE, drop_words, teacher_forcing_batch, training_backend
+from mm_ros.train.tasks import Kind
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
+
+    from torch import nn
+
+    from mm_ros.adapters.spec import AdapterSpec
+    from mm_ros.train.data import Dataset, Example
+
+log = logging.getLogger(__name__)
+
+CHECKPOINT = "checkpoint"
+STATE_FILE = "state.json"
+WEIGHTS_FILE = "weights.safetensors"
+OPTIMIZER_FILE = "optimizer.safetensors"
+LOG_FILE = "train_log.jsonl"
+MODEL_FOLDER = "mm-tiny"
+MODALITIES = ("image", "audio", "imu")
+# Stage 2 mix: every kind equally often except captions, kept at a trickle so the adapters
+# do not forget what stage 1 taught them.
+STAGE2_WEIGHTS = {
+    Kind.SIDE: 1.0,
+    Kind.LIST: 1.0,
+    Kind.GROUNDING: 1.5,  # the hardest: 4 numbers to get right
+    Kind.REFER: 1.0,
+    Kind.IDENTIFY: 0.7,
+    Kind.AUDIO: 1.0,
+    Kind.MOTION: 1.0,
+    Kind.CAPTION: 0.2,
+}
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """One training run; ``seed`` fixes the initialisation, the data order and word dropout."""
+
+    seed: int = 0
+    train_episodes: int = 200
+    snapshots_per_episode: int = 30
+    stage1_steps: int = 80
+    stage2_steps: int = 1520
+    batch: int = 24
+    lr_stage1: float = 2e-3
+    lr_stage2: float = 2e-3
+    warmup_steps: int = 50
+    weight_decay: float = 0.01
+    word_dropout: float = 0.05  # question words replaced by <unk>: new words are not fatal
+    checkpoint_every: int = 100
+    log_every: int = 25
+    device: str = ""  # "" = cuda when present, else cpu
+    threads: int = 0  # torch CPU threads, 0 = torch's default
+    model: mm_tiny.TinyConfig = field(default_factory=mm_tiny.TinyConfig)
+
+    def __post_init__(self) -> None:
+        if self.stage1_steps < 0 or self.stage2_steps < 0:
+            raise ConfigError(
+                f"steps must be >= 0, found {self.stage1_steps} and {self.stage2_steps}"
+            )
+        if self.batch < 1 or self.train_episodes < 1:
+            raise ConfigError(f"batch and train_episodes must be >= 1, found {self}")
+
+    @property
+    def total_steps(self) -> int:
+        """Both stages."""
+        return self.stage1_steps + self.stage2_steps
+
+    def resolved_device(self) -> str:
+        """Return the device to train on."""
+        if self.device:
+            return self.device
+        return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+class TinyModel:
+    """The language model, its tokenizer and the three adapters being trained."""
+
+    def __init__(self, config: mm_tiny.TinyConfig, seed: int) -> None:
+        from mm_ros.adapters.build import build_adapter
+
+        self.prompt = mm_tiny.prompt_config()
+        self.tokenizer = mm_tiny.build_tokenizer(self.prompt)
+        torch.manual_seed(seed)
+        self.llm: Any = mm_tiny.build_llm(config, len(self.tokenizer), self.tokenizer)
+        self.specs: dict[str, AdapterSpec] = mm_tiny.adapter_specs(config)
+        self.adapters: dict[str, nn.Module] = {
+            m: build_adapter(spec, seed=seed + 1 + i)
+            for i, (m, spec) in enumerate(self.specs.items())
+        }
+        self.backend = training_backend(self.llm, self.tokenizer, self.prompt)
+
+    def modules(self) -> dict[str, nn.Module]:
+        """Every trained module by a stable prefix (for state dicts)."""
+        out: dict[str, nn.Module] = {"llm": self.llm}
+        out.update({f"adapter.{m}": a for m, a in self.adapters.items()})
+        return out
+
+    def to(self, device: str) -> TinyModel:
+        """Move every module to ``device``."""
+        for module in self.modules().values():
+            module.to(device)
+        return self
+
+    def train(self, mode: bool = True) -> None:
+        """Set train / eval mode on every module."""
+        for module in self.modules().values():
+            module.train(mode)
+
+    def state(self) -> dict[str, torch.Tensor]:
+        """All weights, keys prefixed by module (tied weights stored once)."""
+        out: dict[str, torch.Tensor] = {}
+        seen: set[int] = set()
+        for prefix, module in self.modules().items():
+            for key, value in module.state_dict().items():
+                if value.data_ptr() in seen:
+                    continue
+                seen.add(value.data_ptr())
+                out[f"{prefix}.{key}"] = value.detach().contiguous().cpu()
+        return out
+
+    def load_state(self, state: dict[str, torch.Tensor]) -> None:
+        """Load what :meth:`state` returned."""
+        for prefix, module in self.modules().items():
+            own = {k[len(prefix) + 1 :]: v for k, v in state.items() if k.startswith(prefix + ".")}
+            missing, unexpected = module.load_state_dict(own, strict=False)
+            # tied output weights are stored once, under the input embedding's name
+            missing = [k for k in missing if k != "lm_head.weight"]
+            if missing or unexpected:
+                raise CheckpointError(
+                    f"checkpoint does not match {prefix}: missing {missing[:5]}, "
+                    f"unexpected {unexpected[:5]}"
+                )
+
+    def save(self, folder: Path) -> Path:
+        """Write the composed model folder the service loads (mm_model.json, llm/, adapters/)."""
+        from mm_ros.llm.backends.composed import save_composed
+
+        self.train(False)
+        model = self.llm.to("cpu")
+        adapters = {m: (a.to("cpu"), self.specs[m]) for m, a in self.adapters.items()}
+        return save_composed(
+            folder,
+            name=mm_tiny.MODEL_NAME,
+            model=model,
+            tokenizer=self.tokenizer,
+            adapters=adapters,
+            box_format=BoxFormat.MINIGPT_V2,
+            prompt=self.prompt,
+        )
+
+
+def inputs_of(model: TinyModel) -> data_mod.Inputs:
+    """Return the preprocessing constants of ``model``'s adapters."""
+    return data_mod.Inputs.of(model.specs)
+
+
+def _sampler(examples: Sequence[Example], kinds: dict[Kind, float]) -> np.ndarray[Any, Any]:
+    """Per-example probabilities giving each kind its weight (examples of other kinds get 0)."""
+    counts: dict[str, int] = {}
+    for e in examples:
+        counts[e.kind] = counts.get(e.kind, 0) + 1
+    weights = np.array(
+        [kinds.get(Kind(e.kind), 0.0) / counts[e.kind] for e in examples], dtype=np.float64
+    )
+    total = weights.sum()
+    if total <= 0:
+        raise ConfigError(f"no examples of the kinds {sorted(k.value for k in kinds)}")
+    probabilities: np.ndarray[Any, Any] = weights / total
+    return probabilities
+
+
+def batch_loss(
+    model: TinyModel,
+    dataset: Dataset,
+    chosen: Sequence[Example],
+    device: str,
+    *,
+    rng: np.random.Generator | None = None,
+    word_dropout: float = 0.0,
+) -> torch.Tensor:
+    """Mean cross-entropy over the answer tokens of ``chosen``."""
+    snaps = np.array([e.snap for e in chosen])
+    blocks = {
+        "image": model.adapters["image"](
+            torch.from_numpy(dataset.images[snaps].astype(np.float32)).to(device)
+        ),
+        "audio": model.adapters["audio"](
+            torch.from_numpy(dataset.audio[snaps].astype(np.float32)).to(device)
+        ),
+        "imu": model.adapters["imu"](torch.from_numpy(dataset.imu[snaps]).to(device)),
+    }
+    items = []
+    for e in chosen:
+        question = drop_words(e.question, rng, word_dropout) if rng is not None else e.question
+        items.append((e.task, question, e.answer))
+    embeds, mask, labels = teacher_forcing_batch(model.backend, items, blocks)
+    logits = model.llm(inputs_embeds=embeds, attention_mask=mask).logits  # (B, L, V)
+    return torch.nn.functional.cross_entropy(
+        logits[:, :-1].flatten(0, 1).float(), labels[:, 1:].flatten(), ignore_index=IGNORE
+    )
+
+
+def lr_at(step: int, config: TrainConfig) -> float:
+    """Warmup then cosine decay to 10 %, per stage."""
+    if step < config.stage1_steps:
+        local, length, peak = step, config.stage1_steps, config.lr_stage1
+    else:
+        local, length, peak = step - config.stage1_steps, config.stage2_steps, config.lr_stage2
+    warm = min(config.warmup_steps, max(1, length // 5))
+    if local < warm:
+        return peak * (local + 1) / warm
+    progress = (local - warm) / max(1, length - warm)
+    return peak * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress))))
+
+
+def _optimizer(model: TinyModel, stage: int, config: TrainConfig) -> torch.optim.Optimizer:
+    trainable = [p for a in model.adapters.values() for p in a.parameters()]
+    for p in model.llm.parameters():
+        p.requires_grad_(stage == 2)  # noqa: PLR2004 - stage 1 freezes the LM (AnyMAL)
+    if stage == 2:  # noqa: PLR2004
+        trainable += list(model.llm.parameters())
+    return torch.optim.AdamW(trainable, lr=config.lr_stage1, weight_decay=config.weight_decay)
+
+
+def _save_checkpoint(
+    folder: Path, model: TinyModel, optimizer: torch.optim.Optimizer, step: int, config: TrainConfig
+) -> None:
+    from safetensors.torch import save_file
+
+    folder.mkdir(parents=True, exist_ok=True)
+    save_file(model.state(), str(folder / (WEIGHTS_FILE + ".tmp")))
+    opt: dict[str, torch.Tensor] = {}
+    for index, state in optimizer.state_dict()["state"].items():
+        for name, value in state.items():
+            tensor = value if isinstance(value, torch.Tensor) else torch.tensor(value)
+            opt[f"{index}.{name}"] = tensor.detach().contiguous().cpu()
+    save_file(opt, str(folder / (OPTIMIZER_FILE + ".tmp")))
+    document = {"step": step, "config": asdict(config)}
+    (folder / (STATE_FILE + ".tmp")).write_text(json.dumps(document, indent=1) + "\n")
+    # renamed last, the state file last of all: a crash mid-write leaves the previous checkpoint
+    for name in (WEIGHTS_FILE, OPTIMIZER_FILE, STATE_FILE):
+        (folder / (name + ".tmp")).replace(folder / name)
+
+
+def _load_checkpoint(
+    folder: Path, model: TinyModel, config: TrainConfig, device: str
+) -> tuple[int, torch.optim.Optimizer]:
+    from safetensors.torch import load_file
+
+    document = json.loads((folder / STATE_FILE).read_text())
+    saved = document["config"]
+    if saved["seed"] != config.seed or saved["model"] != asdict(config.model):
+        raise CheckpointError(
+            f"{folder}: checkpoint was made with seed {saved['seed']} and model {saved['model']}, "
+            f"this run has seed {config.seed} and model {asdict(config.model)}"
+        )
+    step = int(document["step"])
+    model.load_state(load_file(str(folder / WEIGHTS_FILE)))
+    model.to(device)
+    stage = 1 if step < config.stage1_steps else 2
+    optimizer = _optimizer(model, stage, config)
+    tensors = load_file(str(folder / OPTIMIZER_FILE))
+    state_dict = optimizer.state_dict()
+    restored: dict[int, dict[str, torch.Tensor]] = {}
+    for key, value in tensors.items():
+        index, _, name = key.partition(".")
+        restored.setdefault(int(index), {})[name] = value.to(device) if value.dim() else value
+    state_dict["state"] = restored
+    optimizer.load_state_dict(state_dict)
+    return step, optimizer
+
+
+def train(  # noqa: PLR0912, PLR0915 - the loop reads best in one piece
+    config: TrainConfig,
+    out: Path,
+    *,
+    resume: bool = False,
+    dataset: Dataset | None = None,
+    progress: bool = True,
+    on_step: Callable[[int, float], None] | None = None,
+    stop_after: int = 0,
+) -> Path:
+    """Train mm-tiny into ``out`` (checkpoint/, train_log.jsonl, mm-tiny/); return the model folder.
+
+    ``dataset`` overrides the generated one (tests train on a tiny subset). ``stop_after``
+    (> 0) ends the run at that step with the schedule of the full run, and saves the model from
+    there: a run cut short for time is reproduced exactly by the same arguments.
+    """
+    device = config.resolved_device()
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    model = TinyModel(config.model, config.seed).to(device)
+    if dataset is None:
+        data_config = data_mod.DataConfig(
+            seeds=data_mod.train_seeds(config.train_episodes),
+            snapshots_per_episode=config.snapshots_per_episode,
+        )
+        dataset = data_mod.load_or_build(data_config, inputs_of(model), out / "data", progress)
+    examples = dataset.examples
+    stage1 = _sampler(examples, {Kind.CAPTION: 1.0})
+    stage2 = _sampler(examples, STAGE2_WEIGHTS)
+    checkpoint = out / CHECKPOINT
+    step = 0
+    optimizer: torch.optim.Optimizer | None = None
+    if resume and (checkpoint / STATE_FILE).is_file():
+        step, optimizer = _load_checkpoint(checkpoint, model, config, device)
+        log.info("resumed from %s at step %d", checkpoint, step)
+    if optimizer is None:
+        optimizer = _optimizer(model, 1 if config.stage1_steps else 2, config)
+    out.mkdir(parents=True, exist_ok=True)
+    log_path = out / LOG_FILE
+    if not resume and log_path.exists():
+        log_path.unlink()
+    bar: Any = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=config.total_steps, initial=step, desc="train", unit="step")
+    model.train(True)
+    running: list[float] = []
+    started = time.monotonic()
+    last = min(stop_after, config.total_steps) if stop_after > 0 else config.total_steps
+    while step < last:
+        if step == config.stage1_steps and step > 0:
+            optimizer = _optimizer(model, 2, config)
+        stage2_now = step >= config.stage1_steps
+        rng = np.random.default_rng([config.seed, step])
+        chosen_idx = rng.choice(
+            len(examples), size=config.batch, p=stage2 if stage2_now else stage1
+        )
+        chosen = [examples[int(i)] for i in chosen_idx]
+        for group in optimizer.param_groups:
+            group["lr"] = lr_at(step, config)
+        loss = batch_loss(model, dataset, chosen, device, rng=rng, word_dropout=config.word_dropout)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()  # type: ignore[no-untyped-call]
+        params = [p for g in optimizer.param_groups for p in g["params"]]
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        optimizer.step()
+        step += 1
+        value = float(loss.detach())
+        running.append(value)
+        if bar is not None:
+            bar.update(1)
+            bar.set_postfix(loss=f"{value:.3f}", stage=2 if stage2_now else 1)
+        if step % config.log_every == 0 or step == last:
+            record = {
+                "step": step,
+                "stage": 2 if stage2_now else 1,
+                "loss": sum(running) / len(running),
+                "lr": lr_at(step - 1, config),
+                "wall_s": round(time.monotonic() - started, 1),
+            }
+            running = []
+            with log_path.open("a") as stream:
+                stream.write(json.dumps(record) + "\n")
+        if step % config.checkpoint_every == 0 or step == last:
+            _save_checkpoint(checkpoint, model, optimizer, step, config)
+        if on_step is not None:  # after the checkpoint: a callback may stop the run here
+            on_step(step, value)
+    if bar is not None:
+        bar.close()
+    return model.save(out / MODEL_FOLDER)

@@ -1,0 +1,83 @@
+from __future__ import annotations
+
+import pytest
+
+from mm_ros.core.answers import AnswerValue, Detection
+from mm_ros.train import tasks
+from mm_ros.train.evaluate import EvalConfig, Report, Score, answer_from_text, score
+from mm_ros.train.tasks import Kind
+
+
+def _answer(text: str, *boxes: tuple[float, float, float, float], error: str = "") -> AnswerValue:
+    detections = tuple(Detection("x", b) for b in boxes)
+    return AnswerValue(question="q", task="vqa", text=text, raw_text=text, detections=detections,
+                       error=error)  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("kind", "truth", "text", "correct"),
+    [
+        (Kind.SIDE, {"side": "left"}, "the red cube is on your left.", True),
+        (Kind.SIDE, {"side": "left"}, "the red cube is on your right.", False),
+        (Kind.SIDE, {"side": "centre"}, "it is in the center.", True),
+        (Kind.SIDE, {"side": "left"}, "left or right, who knows", False),
+        (Kind.SIDE, {"side": "none"}, "i do not see the red cube.", True),
+        (Kind.LIST, {"names": ["red cube", "blue ball"]}, "the blue ball and the red cube.", True),
+        (Kind.LIST, {"names": ["red cube", "blue ball"]}, "the red cube.", False),
+        (Kind.LIST, {"names": []}, "nothing.", True),
+        (Kind.LIST, {"names": []}, "the red cube.", False),
+        (Kind.IDENTIFY, {"name": "green cone"}, "the green cone.", True),
+        (Kind.IDENTIFY, {"name": "green cone"}, "the green cylinder.", False),
+        (Kind.AUDIO, {"sound": "beep"}, "i heard a beep.", True),
+        (Kind.AUDIO, {"sound": "speech-like babble"}, "i heard speech-like babble.", True),
+        (Kind.AUDIO, {"sound": "silence"}, "i heard a clap.", False),
+        (Kind.MOTION, {"motion": "turning left"}, "you are turning left.", True),
+        (Kind.MOTION, {"motion": "turning left"}, "you are turning right.", False),
+        (Kind.MOTION, {"motion": "still"}, "you are standing still.", True),
+    ],
+)
+def test_text_answers(kind: Kind, truth: dict[str, object], text: str, correct: bool) -> None:
+    assert score(kind.value, truth, _answer(text)).correct is correct
+
+
+def test_boxes_are_scored_by_iou_in_source_pixels() -> None:
+    truth = {"box_px": [100.0, 100.0, 200.0, 200.0]}
+    hit = score(Kind.GROUNDING.value, truth, _answer("", (110.0, 100.0, 210.0, 200.0)))
+    assert hit.correct
+    assert hit.iou == pytest.approx(90 * 100 / (2 * 100 * 100 - 90 * 100))
+    miss = score(Kind.REFER.value, truth, _answer("", (300.0, 300.0, 400.0, 400.0)))
+    assert not miss.correct
+    assert miss.iou == 0.0
+    none = score(Kind.GROUNDING.value, truth, _answer("no box"))
+    assert none == Score(False, 0.0)
+
+
+def test_an_error_is_wrong() -> None:
+    assert not score(Kind.MOTION.value, {"motion": "still"}, _answer("", error="timeout")).correct
+
+
+def test_model_text_with_percent_boxes_maps_to_source_pixels() -> None:
+    raw = "<p> red cube </p> { <10> <20> <30> <40> }"
+    value = answer_from_text(raw, "q", "grounding", (640, 480))
+    assert value.detections[0].label == "red cube"
+    assert value.detections[0].box_px == pytest.approx((64.0, 96.0, 192.0, 192.0))
+    assert tasks.percent_box((64.0, 96.0, 192.0, 192.0), 640, 480) == (10, 20, 30, 40)
+
+
+def test_report_table_and_json() -> None:
+    from mm_ros.train.data import Example
+
+    report = Report("m")
+    e = Example(0, 1, 2, Kind.MOTION.value, "vqa", "how am i moving?", "you are standing still.",
+                False, {"motion": "still"})  # fmt: skip
+    report.add(e, _answer("you are standing still."), Score(True))
+    report.add(e, _answer("you are turning left."), Score(False))
+    assert report.to_json()["results"]["motion"]["seen"] == {"n": 2, "accuracy": 0.5}
+    assert "| motion | 2 | 50.0 % |" in report.markdown()
+
+
+def test_eval_config_is_checked() -> None:
+    from mm_ros.core.errors import ConfigError
+
+    with pytest.raises(ConfigError):
+        EvalConfig(episodes=0)
