@@ -263,6 +263,8 @@ def _demo(args: argparse.Namespace) -> int:
                     return EXIT_RUNTIME
                 wait_until(lambda: observer.newest() is not None, 30, "frames and ground truth")
                 time.sleep(1.0)  # the adapters' first tokens (they encode at 10 Hz)
+                expected = {"/mm" if n == "model_service" else f"/{n}" for n in processes}
+                wait_until(lambda: expected <= set(bus.node_names()), 30, f"nodes {expected}")
                 print(f"== graph up after {time.monotonic() - started:.1f} s: {bus.node_names()}")
                 for index, template in enumerate(SCRIPT[: args.questions]):
                     got = observer.newest()
