@@ -21,8 +21,8 @@ class BuildPyWithInterfaces(build_py):
                 out.write_bytes(source.read_bytes())
         share = Path(self.build_lib) / "mm_ros" / "share"  # `$(find-pkg-share mm_ros)` for pip
         for folder in ("launch", "config"):
-            for source in sorted((root / folder).glob("*.yaml")):
-                out = share / folder / source.name
+            for source in sorted((root / folder).rglob("*.yaml")):  # launch/parts/ too
+                out = share / folder / source.relative_to(root / folder)
                 out.parent.mkdir(parents=True, exist_ok=True)
                 out.write_bytes(source.read_bytes())
 

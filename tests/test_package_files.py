@@ -85,3 +85,4 @@ def test_wheel_ships_our_definitions(tmp_path: Path) -> None:
     assert "mm_ros/interfaces/definitions/vision_msgs/msg/Detection2D.msg" in names
     assert "mm_ros/py.typed" in names
     assert "mm_ros/share/launch/demo.launch.yaml" in names
+    assert "mm_ros/share/launch/parts/model.launch.yaml" in names

@@ -15,12 +15,17 @@ from typing import TYPE_CHECKING, Any
 
 from mm_ros.bus import naming
 from mm_ros.bus.naming import QoS
+from mm_ros.core.errors import ConfigError
 from mm_ros.interfaces.bags import BagReader, BagWriter, QosProfile
 
 if TYPE_CHECKING:
+    from collections.abc import Collection
+
     from mm_ros.bus.zenoh_bus import ZenohBus
 
-CLOCK_PERIOD_S = 0.01  # /clock at 100 Hz while playing, like `ros2 bag play --clock`
+CLOCK_HZ = 40.0  # /clock rate between messages: `ros2 bag play --clock` without a value
+CLOCK_TYPE = "rosgraph_msgs/msg/Clock"
+CLOCK_QOS = QoS(naming.Reliability.BEST_EFFORT, depth=1)  # rclcpp::ClockQoS: only the newest
 
 
 def _qos(profile: QosProfile) -> QoS:
@@ -68,33 +73,50 @@ def record(bus: ZenohBus, out: Path, topics: dict[str, str], *, storage: str = "
 
 
 def play(bus: ZenohBus, bag: BagReader, *, rate: float = 1.0, loop: bool = False,
-         clock: bool = False, stop: threading.Event) -> int:  # fmt: skip
-    """Publish a bag's messages with their recorded spacing / ``rate``; return how many."""
+         clock: bool = False, clock_hz: float = CLOCK_HZ, stop: threading.Event,
+         topics: Collection[str] | None = None) -> int:  # fmt: skip
+    """Publish a bag's messages with their recorded spacing / ``rate``; return how many.
+
+    With ``clock``, ``/clock`` carries the bag's time: every ``1 / clock_hz`` s of wall time
+    while waiting, and each message's recorded time just before that message. A node with
+    ``use_sim_time`` then runs on bag time whatever the machine's speed or ``rate``; since
+    Zenoh (like DDS) orders samples per topic only, its clock at a message's arrival is that
+    message's time give or take one tick, so windows align by header stamps, not by arrival.
+    ``topics`` (None: all) plays only those; /clock still follows every message's time.
+    """
+    if rate <= 0 or clock_hz <= 0:
+        raise ConfigError(f"rate and clock_hz must be > 0, found {rate}, {clock_hz}")
     publishers = {}
     for info in bag.topics.values():
+        if topics is not None and info.name not in topics:
+            continue
         if info.schema and info.typename not in bus.store.names():
             bus.store.add_schema(info.schema, info.typename)
         publishers[info.name] = bus.create_publisher(info.name, info.typename, _qos(info.qos))
-    clock_pub = bus.create_publisher("/clock", "rosgraph_msgs/msg/Clock", QoS(depth=1))
+    clock_pub = bus.create_publisher("/clock", CLOCK_TYPE, CLOCK_QOS) if clock else None
+
+    def tick(stamp_ns: int) -> None:
+        if clock_pub is not None:
+            clock_pub.publish({"clock": {"sec": stamp_ns // 10**9, "nanosec": stamp_ns % 10**9}})
+
     time.sleep(0.5)  # let subscribers that were waiting for these topics match
+    period_s = 1.0 / clock_hz
     sent = 0
     while not stop.is_set():
         start_wall, start_bag = time.monotonic(), None
-        last_clock = 0.0
         for message in bag.messages():
             if start_bag is None:
                 start_bag = message.timestamp_ns
             due = start_wall + (message.timestamp_ns - start_bag) / 1e9 / rate
             while (wait := due - time.monotonic()) > 0:
-                if clock and time.monotonic() - last_clock >= CLOCK_PERIOD_S:
-                    elapsed = (time.monotonic() - start_wall) * rate
-                    stamp = start_bag + int(elapsed * 1e9)
-                    clock_pub.publish({"clock": {"sec": stamp // 10**9, "nanosec": stamp % 10**9}})
-                    last_clock = time.monotonic()
-                if stop.wait(min(wait, CLOCK_PERIOD_S if clock else wait)):
+                tick(start_bag + int((time.monotonic() - start_wall) * rate * 1e9))
+                if stop.wait(min(wait, period_s) if clock_pub else wait):
                     return sent
-            publishers[message.topic].publish_raw(message.data)
-            sent += 1
+            tick(message.timestamp_ns)
+            publisher = publishers.get(message.topic)
+            if publisher is not None:
+                publisher.publish_raw(message.data)
+                sent += 1
         if not loop:
             break
     return sent

@@ -167,11 +167,16 @@ class QoS:
 
 
 SENSOR_DATA = QoS(Reliability.BEST_EFFORT, Durability.VOLATILE, History.KEEP_LAST, 5)
+# Streams whose every sample belongs to a window (IMU at 200 Hz, 20 ms audio chunks): best
+# effort like SENSOR_DATA, but a backlog of 0.5 s of IMU so a callback thread busy for a moment
+# (model loading, a burst) drops nothing; frames keep SENSOR_DATA (only the newest matters).
+SENSOR_STREAM = QoS(Reliability.BEST_EFFORT, Durability.VOLATILE, History.KEEP_LAST, 100)
 RELIABLE = QoS(Reliability.RELIABLE, Durability.VOLATILE, History.KEEP_LAST, 10)
 LATCHED = QoS(Reliability.RELIABLE, Durability.TRANSIENT_LOCAL, History.KEEP_LAST, 1)
 SERVICES = QoS(Reliability.RELIABLE, Durability.VOLATILE, History.KEEP_LAST, 10)
 PRESETS = {
     "sensor_data": SENSOR_DATA,
+    "sensor_stream": SENSOR_STREAM,
     "reliable": RELIABLE,
     "latched": LATCHED,
     "services": SERVICES,

@@ -220,7 +220,7 @@ class Bus(Protocol):
         """Client of ``pkg/action/X``."""
 
     def create_timer(self, period_s: float, callback: Callable[[], None]) -> Timer:
-        """Call ``callback`` every ``period_s`` seconds on the executor thread."""
+        """Call ``callback`` every ``period_s`` s of ``now_ns``'s clock on the executor thread."""
 
     def now_ns(self) -> int:
         """Return the node's clock in ns: wall time, or ``/clock`` with ``use_sim_time``."""

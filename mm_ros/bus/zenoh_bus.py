@@ -378,6 +378,44 @@ class ZenohTimer:
         self._stop.set()
 
 
+class SimTimer:
+    """A timer on ``/clock`` time (``use_sim_time``), stepped by each clock message.
+
+    As rcl's ROS-time timers: the first call is one period after the clock at creation (0 before
+    any ``/clock``); a jump forward calls back once and skips the missed periods; a jump
+    backwards restarts the period. Runs on the executor thread, inside the ``/clock`` callback.
+    """
+
+    def __init__(self, bus: ZenohBus, period_s: float, callback: Callable[[], None]) -> None:
+        if period_s <= 0:
+            raise ConfigError(f"timer period must be > 0 s, found {period_s}")
+        self._bus = bus
+        self._period_ns = max(1, round(period_s * 1e9))
+        self._callback = callback
+        self._next_ns = bus.now_ns() + self._period_ns
+        self._cancelled = False
+
+    def on_clock(self, now_ns: int) -> None:
+        """Call back when ``now_ns`` reached the next period."""
+        if self._cancelled:
+            return
+        if now_ns < self._next_ns - self._period_ns:  # clock went backwards (replay looped)
+            self._next_ns = now_ns + self._period_ns
+            return
+        if now_ns < self._next_ns:
+            return
+        missed = (now_ns - self._next_ns) // self._period_ns
+        self._next_ns += (missed + 1) * self._period_ns
+        try:
+            self._callback()
+        except Exception:  # one failing timer must not stop the others
+            self._bus.log.exception("timer callback raised")
+
+    def cancel(self) -> None:
+        """Stop calling back."""
+        self._cancelled = True
+
+
 class ZenohBus:
     """One ROS 2 node on Zenoh (see the module docstring and ``mm_ros.bus.protocol``)."""
 
@@ -425,6 +463,7 @@ class ZenohBus:
         self._overrides = parameter_overrides(ros, self.fully_qualified_name)
         self._params: dict[str, Any] = {}
         self._sim_time_ns: int | None = None
+        self._sim_timers: list[SimTimer] = []
         if self.declare_parameter("use_sim_time", False, "take time from /clock"):
             self._sim_time_ns = 0
             self.create_subscription(
@@ -553,8 +592,15 @@ class ZenohBus:
 
         return ZenohActionClient(self, self.resolve(name), self.store.resolve(typename))
 
-    def create_timer(self, period_s: float, callback: Callable[[], None]) -> ZenohTimer:
-        """Call ``callback`` every ``period_s`` seconds (wall clock) on the executor thread."""
+    def create_timer(self, period_s: float, callback: Callable[[], None]) -> ZenohTimer | SimTimer:
+        """Call ``callback`` every ``period_s`` s of the node's clock, on the executor thread.
+
+        Wall time; with ``use_sim_time``, ``/clock`` time (as rclpy's timers on ROS time).
+        """
+        if self._sim_time_ns is not None:
+            sim_timer = SimTimer(self, period_s, callback)
+            self._sim_timers.append(sim_timer)
+            return sim_timer
         timer = ZenohTimer(self, period_s, callback)
         self._entities.append(timer)
         return timer
@@ -563,6 +609,8 @@ class ZenohBus:
 
     def _on_clock(self, message: Any) -> None:
         self._sim_time_ns = message.clock.sec * 1_000_000_000 + message.clock.nanosec
+        for timer in self._sim_timers:
+            timer.on_clock(self._sim_time_ns)
 
     def now_ns(self) -> int:
         """Wall time in ns, or the latest ``/clock`` when ``use_sim_time`` is true."""

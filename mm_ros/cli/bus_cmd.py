@@ -151,7 +151,16 @@ def register(subparsers: Any) -> None:  # noqa: PLR0915 - one flat table of subc
     play.add_argument("bag", help="bag folder or storage file")
     play.add_argument("--rate", type=float, default=1.0, help="speed factor (default 1)")
     play.add_argument("--loop", action="store_true", help="start again at the end")
-    play.add_argument("--clock", action="store_true", help="publish /clock from the bag's time")
+    play.add_argument(
+        "--clock",
+        type=float,
+        nargs="?",
+        const=40.0,
+        default=None,
+        metavar="HZ",
+        help="publish /clock from the bag's time (HZ between messages, default 40) and at "
+        "every message's time, for nodes with use_sim_time",
+    )
     play.set_defaults(handler=_bag_play)
     info = bags.add_parser("info", help="topics, types, counts, rates and duration of a bag")
     info.add_argument("bag", help="bag folder or storage file")
@@ -461,7 +470,7 @@ def _bag_record(args: argparse.Namespace) -> int:
 
 
 def _bag_play(args: argparse.Namespace) -> int:
-    from mm_ros.bus.bags import play
+    from mm_ros.bus.bags import CLOCK_HZ, play
     from mm_ros.interfaces.bags import BagReader
 
     if args.rate <= 0:
@@ -469,7 +478,15 @@ def _bag_play(args: argparse.Namespace) -> int:
     bag = BagReader(args.bag)
     stop = _stop_on_signals()
     with open_cli_bus(args) as bus:
-        sent = play(bus, bag, rate=args.rate, loop=args.loop, clock=args.clock, stop=stop)
+        sent = play(
+            bus,
+            bag,
+            rate=args.rate,
+            loop=args.loop,
+            clock=args.clock is not None,
+            clock_hz=CLOCK_HZ if args.clock is None else args.clock,
+            stop=stop,
+        )
     print(f"played {sent} messages from {args.bag}")
     return EXIT_OK
 

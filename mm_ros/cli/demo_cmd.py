@@ -1,9 +1,11 @@
-"""``mm-ros demo``: the most complete end-to-end path the project has, on the embedded default.
+"""``mm-ros demo``: the whole chain on the embedded default, as separate processes, checked.
 
-Today: a Zenoh router, the ``sim_world`` node as its own process, and an observer on the pip bus
-that lists the graph, measures every stream's rate, prints what the ground truth says is around
-the camera, saves the latest frame with its ground-truth boxes drawn, and records a bag.
-The language-model service joins this path when it lands.
+Starts a Zenoh router, ``sim_world`` (the synthetic egocentric world), the three adapter nodes
+and ``model_service`` (mm-tiny; adapters remote, as on a robot with a GPU host) as processes of
+their own; asks scripted questions through the ``Ask`` action; prints each question, the
+streamed answer, boxes with bearings, the ground truth of that very frame next to it and the
+per-stage latency; writes pictures (model boxes over ground-truth boxes) to ``demo_out/``;
+shuts everything down.
 """
 
 from __future__ import annotations
@@ -16,25 +18,43 @@ import subprocess
 import sys
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from mm_ros.core.answers import AnswerValue
 
 EXIT_OK, EXIT_RUNTIME = 0, 1
-STREAMS = {  # topic: (type, what the demo checks)
-    "/camera/image_raw": "sensor_msgs/msg/Image",
-    "/camera/camera_info": "sensor_msgs/msg/CameraInfo",
-    "/imu/data": "sensor_msgs/msg/Imu",
-    "/audio/audio_stamped": "audio_common_msgs/msg/AudioDataStamped",
-    "/sim_world/ground_truth": "std_msgs/msg/String",
-}
+NS = 1_000_000_000
+READY_S = 120.0  # model loading in four processes on two cores
+ANSWER_S = 60.0
+ADAPTERS = ("camera_adapter", "audio_adapter", "imu_adapter")
+
+
+@dataclass(frozen=True)
+class Question:
+    """One scripted question and what in the ground truth answers it."""
+
+    text: str
+    truth: str  # spatial | grounding | audio | motion
 
 
 def register(subparsers: Any) -> None:
     """Add ``demo``."""
-    demo = subparsers.add_parser("demo", help="run the end-to-end demo on the synthetic world")
-    demo.add_argument("--seed", type=int, default=3, help="world seed (default 3: a busy start)")
-    demo.add_argument("--seconds", type=float, default=3.0, help="measurement window")
-    demo.add_argument("--out", default="demo_output", help="folder for the picture and the bag")
+    demo = subparsers.add_parser(
+        "demo", help="run the whole chain on the synthetic world and ask it questions"
+    )
+    demo.add_argument("--seed", type=int, default=3, help="world seed (default 3)")
+    demo.add_argument("--questions", type=int, default=4, help="how many scripted questions")
+    demo.add_argument("--out", default="demo_out", help="folder for the pictures")
+    demo.add_argument("--no-images", action="store_true", help="write no pictures")
+    demo.add_argument("--model-dir", default="", help="model folder (default: mm-tiny)")
+    demo.add_argument(
+        "--in-process-adapters",
+        action="store_true",
+        help="run the adapters inside model_service instead of as three nodes",
+    )
     demo.set_defaults(handler=_demo)
 
 
@@ -46,138 +66,223 @@ def _free_endpoint() -> str:
         return f"tcp/127.0.0.1:{sock.getsockname()[1]}"
 
 
-def _shown_px(truth: dict[str, Any]) -> float:
-    """Pixels covered by the boxes of the objects in view."""
-    boxes = [o["box_px"] for o in truth["objects"] if o.get("box_px")]
-    return float(sum((x2 - x1) * (y2 - y1) for x1, y1, x2, y2 in boxes))
+SCRIPT = (
+    Question("what is on my left?", "spatial"),
+    Question("[grounding] where is the {target}?", "grounding"),
+    Question("what did I just hear?", "audio"),
+    Question("how am I moving?", "motion"),
+)
 
 
-def _draw(image: Any, truth: dict[str, Any], path: Path) -> None:
+def _phrase(question: Question, truth: dict[str, Any]) -> Question:
+    """Fill in the grounding target: the red cube when in view, else the most visible object."""
+    visible = [o for o in truth["objects"] if o.get("box_px")]
+    names = [o["name"] for o in sorted(visible, key=lambda o: -o["visible_fraction"])]
+    target = "red cube" if "red cube" in names or not names else names[0]
+    return Question(question.text.format(target=target), question.truth)
+
+
+def _truth_lines(question: Question, truth: dict[str, Any], answer: AnswerValue) -> list[str]:
+    from mm_ros.sim.render import box_iou
+
+    objects = [o for o in truth["objects"] if o.get("in_view")]
+    if question.truth == "spatial":
+        left = [o["name"] for o in objects if o["side"] == "left"]
+        return [f"truth: on the left: {', '.join(left) or 'nothing'}"]
+    if question.truth == "grounding":
+        target = question.text.rsplit("the ", 1)[-1].rstrip("?")
+        found = [o for o in objects if o["name"] == target and o.get("box_px")]
+        if not found:
+            return [f"truth: {target} is not in view"]
+        box = found[0]["box_px"]
+        lines = [
+            f"truth: {target} [{', '.join(f'{v:.0f}' for v in box)}] "
+            f"{found[0]['side']} {abs(found[0]['azimuth_deg']):.1f} deg"
+        ]
+        if answer.detections:
+            iou = box_iou(tuple(answer.detections[0].box_px), tuple(box))
+            lines.append(f"IoU of the first box with the truth: {iou:.2f}")
+        return lines
+    if question.truth == "audio":
+        sound = truth.get("last_sound") or {}
+        return [f"truth: last sound {sound.get('sound', 'none')}"]
+    return [f"truth: motion {truth['motion']}"]
+
+
+def _spawn(exe: str, env: dict[str, str], logs: Path, *params: str) -> subprocess.Popen[bytes]:
+    """Start ``mm-ros run EXE``; its output goes to ``logs/EXE.log`` (a pipe could fill up)."""
+    args = [a for p in params for a in ("-p", p)]
+    command = [sys.executable, "-m", "mm_ros.cli.main", "run", exe, "--ros-args", *args]
+    logs.mkdir(parents=True, exist_ok=True)
+    with (logs / f"{exe}.log").open("wb") as log:
+        return subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
+
+
+def _stop(processes: dict[str, subprocess.Popen[bytes]], logs: Path) -> list[str]:
+    for proc in processes.values():
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGINT)
+    failed = []
+    for name, proc in processes.items():
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        if proc.returncode not in (0, -signal.SIGINT):
+            tail = (logs / f"{name}.log").read_text(errors="replace")[-800:]
+            failed.append(f"{name} exited with {proc.returncode}; end of its log:\n{tail}")
+    return failed
+
+
+class Observer:
+    """Keeps recent frames and ground truths by stamp (the demo's view of the world)."""
+
+    def __init__(self, bus: Any) -> None:
+        from mm_ros.bus.naming import RELIABLE, SENSOR_DATA
+
+        self.frames: dict[int, Any] = {}
+        self.truths: dict[int, dict[str, Any]] = {}
+        self._lock = threading.Lock()
+        bus.create_subscription(
+            "/camera/image_raw", "sensor_msgs/msg/Image", self._on_image, SENSOR_DATA
+        )
+        bus.create_subscription(
+            "/sim_world/ground_truth", "std_msgs/msg/String", self._on_truth, RELIABLE
+        )
+
+    def _on_image(self, m: Any) -> None:
+        with self._lock:
+            self.frames[m.header.stamp.sec * NS + m.header.stamp.nanosec] = m
+            for old in sorted(self.frames)[:-90]:
+                del self.frames[old]
+
+    def _on_truth(self, m: Any) -> None:
+        truth = json.loads(m.data)
+        with self._lock:
+            self.truths[int(truth["stamp_ns"])] = truth
+            for old in sorted(self.truths)[:-90]:
+                del self.truths[old]
+
+    def truth_at(self, stamp_ns: int) -> dict[str, Any]:
+        """Return the ground truth of the newest frame at or before ``stamp_ns``."""
+        with self._lock:
+            before = [s for s in self.truths if s <= stamp_ns] or list(self.truths)
+            return self.truths[max(before)]
+
+    def newest(self) -> tuple[int, dict[str, Any]] | None:
+        """Return the newest stamp with both a frame and its truth, and that truth."""
+        with self._lock:
+            both = sorted(set(self.frames) & set(self.truths))
+            return (both[-1], self.truths[both[-1]]) if both else None
+
+
+def _picture(observer: Observer, answer: AnswerValue, truth: dict[str, Any], path: Path) -> None:
     import cv2
     import numpy as np
 
     from mm_ros.core.images import decode_image
+    from mm_ros.llm.annotate import annotate
 
-    frame = decode_image(
-        image.encoding, image.width, image.height, image.step, bool(image.is_bigendian), image.data
-    )
-    canvas = cv2.cvtColor(np.ascontiguousarray(frame.pixels), cv2.COLOR_RGB2BGR)
+    m = observer.frames.get(int(truth["stamp_ns"]))
+    if m is None:
+        return
+    rgb = decode_image(m.encoding, m.width, m.height, m.step, bool(m.is_bigendian), m.data).rgb()
+    canvas = np.ascontiguousarray(rgb).copy()
     for obj in truth["objects"]:
-        if not obj.get("box_px"):
-            continue
-        x1, y1, x2, y2 = (round(v) for v in obj["box_px"])
-        cv2.rectangle(canvas, (x1, y1), (x2, y2), (255, 255, 255), 2)
-        label = f"{obj['name']} {obj['azimuth_deg']:+.0f} deg"
-        cv2.putText(
-            canvas,
-            label,
-            (x1, max(12, y1 - 4)),
-            cv2.FONT_HERSHEY_SIMPLEX,
-            0.45,
-            (255, 255, 255),
-            1,
-            cv2.LINE_AA,
-        )
-    cv2.imwrite(str(path), canvas)
+        if obj.get("box_px"):
+            x1, y1, x2, y2 = (round(v) for v in obj["box_px"])
+            cv2.rectangle(canvas, (x1, y1), (x2, y2), (255, 255, 255), 1)  # truth: thin white
+    drawn = annotate(canvas, answer.detections, answer.bearings, answer.question)
+    cv2.imwrite(str(path), cv2.cvtColor(drawn, cv2.COLOR_RGB2BGR))
 
 
-def _demo(args: argparse.Namespace) -> int:  # noqa: PLR0915 - a script, top to bottom
-    from mm_ros.bus.bags import record
-    from mm_ros.bus.naming import RELIABLE, SENSOR_DATA
+def _ask(bus: Any, question: Question, stamp_ns: int) -> AnswerValue:
+    from mm_ros.cli.ask_cmd import StreamPrinter
+    from mm_ros.nodes.convert import answer_value
+
+    client = bus.create_action_client("/mm/ask", "mm_ros/action/Ask")
+    stream = StreamPrinter(sys.stdout)
+    sys.stdout.write("answer: ")
+    stamp = {"sec": stamp_ns // NS, "nanosec": stamp_ns % NS}
+    handle = client.send_goal(
+        {"question": question.text, "stamp": stamp, "timeout_s": ANSWER_S},
+        feedback=stream.feedback,
+        timeout_s=10.0,
+    )
+    _, result = handle.result(ANSWER_S + 5)
+    stream.end()
+    return answer_value(result.answer)
+
+
+def _report(
+    observer: Observer, question: Question, answer: AnswerValue, picture: Path | None
+) -> None:
+    """Print the answer's boxes and latency with the truth of the frame used; draw it."""
+    from mm_ros.cli.ask_cmd import describe
+
+    used = answer.image.stamp_ns if answer.image else answer.stamp_ns
+    truth = observer.truth_at(used)
+    print("\n".join(describe(answer).splitlines()[1:]))  # the text was streamed already
+    print(f"frame {truth['index']} (stamp {used / NS:.3f} s):")
+    for line in _truth_lines(question, truth, answer):
+        print(line)
+    if picture is not None:
+        picture.parent.mkdir(parents=True, exist_ok=True)
+        _picture(observer, answer, truth, picture)
+        print(f"picture: {picture}")
+
+
+def _demo(args: argparse.Namespace) -> int:
     from mm_ros.bus.protocol import BusConfig
     from mm_ros.bus.zenoh_bus import ZenohBus, wait_until
     from mm_ros.bus.zenoh_session import Router
-    from mm_ros.interfaces.bags import BagReader
+    from mm_ros.nodes.lifecycle import wait_until_active
 
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    logs = out / "logs"
     endpoint = _free_endpoint()
     env = dict(os.environ, MM_ROS_CONNECT=endpoint, MM_ROS_BUS="zenoh")
-    print(f"== router on {endpoint}; starting sim_world (seed {args.seed}) as its own process")
+    model = [f"model_dir:={args.model_dir}"] if args.model_dir else []
+    remote = [] if args.in_process_adapters else ["remote_modalities:=image,audio,imu"]
+    started = time.monotonic()
+    print(f"== router on {endpoint}; starting sim_world, the adapters and model_service")
+    processes: dict[str, subprocess.Popen[bytes]] = {}
+    failures = 0
     with Router((endpoint,)):
-        sim = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "mm_ros.cli.main",
-                "run",
-                "sim_world",
-                "--ros-args",
-                "-p",
-                f"seed:={args.seed}",
-            ],
-            env=env,
-        )
         try:
+            processes["sim_world"] = _spawn("sim_world", env, logs, f"seed:={args.seed}")
+            if not args.in_process_adapters:
+                for exe in ADAPTERS:
+                    processes[exe] = _spawn(exe, env, logs, *model)
+            processes["model_service"] = _spawn("model_service", env, logs, *model, *remote)
             with ZenohBus("mm_ros_demo", config=BusConfig(connect=(endpoint,))) as bus:
-                got: dict[str, list[float]] = {t: [] for t in STREAMS}
-                last: dict[str, Any] = {}
-                pairs: list[tuple[Any, dict[str, Any]]] = []  # (image, its ground truth)
-
-                def keep(topic: str) -> Any:
-                    def callback(message: Any) -> None:
-                        got[topic].append(time.monotonic())
-                        last[topic] = message
-                        if topic.endswith("ground_truth") and "/camera/image_raw" in last:
-                            # sim_world publishes a frame's image just before its truth
-                            pairs.append((last["/camera/image_raw"], json.loads(message.data)))
-                            del pairs[:-90]
-
-                    return callback
-
-                for topic, typename in STREAMS.items():
-                    qos = RELIABLE if topic.endswith("ground_truth") else SENSOR_DATA
-                    bus.create_subscription(topic, typename, keep(topic), qos)
-                wait_until(lambda: all(got.values()), 30, "every sim_world stream")
-                time.sleep(0.5)  # let the start-up burst of catch-up samples pass
-                window_start = time.monotonic()
-                time.sleep(args.seconds)  # the measurement window
-                nodes: list[str] = []
-
-                def sim_visible() -> bool:
-                    nodes[:] = bus.node_names()
-                    return "/sim_world" in nodes
-
-                wait_until(sim_visible, 10, "/sim_world in the graph")
-                print("\n== graph")
-                for name in nodes:
-                    print(f"  node {name}")
-                print(f"\n== stream rates over the last {args.seconds:g} s")
-                elapsed = time.monotonic() - window_start
-                for topic, stamps in got.items():
-                    rate = sum(s >= window_start for s in stamps) / elapsed
-                    print(f"  {topic:28s} {STREAMS[topic]:42s} {rate:6.1f} Hz")
-                # of the last 3 s of frames, the one showing the most (some show nothing)
-                image, truth = max(reversed(pairs), key=lambda p: _shown_px(p[1]))
-                print(f"\n== ground truth at frame {truth['index']}: motion {truth['motion']}")
-                sound = truth.get("last_sound") or {}
-                print(f"  last sound: {sound.get('sound', 'none')}")
-                for obj in truth["objects"]:
-                    if obj.get("in_view"):
-                        print(
-                            f"  {obj['name']:18s} {obj['side']:6s} {obj['azimuth_deg']:+6.1f} "
-                            f"deg  {obj['distance_m']:.1f} m  box {obj['box_px']}"
-                        )
-                picture = out / "frame_with_ground_truth.png"
-                _draw(image, truth, picture)
-                print(f"\n== wrote {picture}")
-                bag_path = out / f"bag_{time.strftime('%Y%m%d_%H%M%S')}"
-                stop = threading.Event()
-                counts = record(bus, bag_path, dict(STREAMS), stop=stop, duration_s=2.0)
-                bag = BagReader(bag_path)
-                first, end = bag.duration_ns()
-                print(
-                    f"== recorded {sum(counts.values())} messages in "
-                    f"{(end - first) / 1e9:.1f} s to {bag_path} ({bag.storage})"
-                )
+                observer = Observer(bus)
+                if not wait_until_active(bus, "/mm", READY_S):
+                    print("mm-ros demo: model_service did not become active", file=sys.stderr)
+                    return EXIT_RUNTIME
+                wait_until(lambda: observer.newest() is not None, 30, "frames and ground truth")
+                time.sleep(1.0)  # the adapters' first tokens (they encode at 10 Hz)
+                expected = {"/mm" if n == "model_service" else f"/{n}" for n in processes}
+                wait_until(lambda: expected <= set(bus.node_names()), 30, f"nodes {expected}")
+                print(f"== graph up after {time.monotonic() - started:.1f} s: {bus.node_names()}")
+                for index, template in enumerate(SCRIPT[: args.questions]):
+                    got = observer.newest()
+                    assert got is not None
+                    question = _phrase(template, got[1])
+                    # 100 ms back: every adapter has encoded that moment by now
+                    stamp_ns = got[0] - NS // 10
+                    print(f"\n== Q{index + 1}: {question.text}")
+                    answer = _ask(bus, question, stamp_ns)
+                    if answer.error:
+                        failures += 1
+                        print(f"error: {answer.error}")
+                        continue
+                    picture = None if args.no_images else out / f"q{index + 1}_{question.truth}.png"
+                    _report(observer, question, answer, picture)
         finally:
-            sim.send_signal(signal.SIGINT)
-            try:
-                sim.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                sim.kill()
-    if sim.returncode not in (0, -signal.SIGINT):
-        print(f"mm-ros demo: sim_world exited with {sim.returncode}", file=sys.stderr)
-        return EXIT_RUNTIME
-    print("\n== demo finished: the language-model service joins this path with issue 6/7")
-    return EXIT_OK
+            stopped = _stop(processes, logs)
+    for line in stopped:
+        print(f"mm-ros demo: {line}", file=sys.stderr)
+    print(f"\n== demo finished in {time.monotonic() - started:.1f} s; {failures} questions failed")
+    return EXIT_RUNTIME if failures or stopped else EXIT_OK

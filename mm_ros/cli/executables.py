@@ -10,11 +10,13 @@ import importlib
 EXECUTABLES: dict[str, str] = {
     "mm-ros": "mm_ros.cli.main:main",
     "audio_adapter": "mm_ros.nodes.adapter_node:audio_main",
+    "bag_player": "mm_ros.nodes.bag_player_node:main",
     "camera": "mm_ros.nodes.camera_node:main",
     "camera_adapter": "mm_ros.nodes.adapter_node:camera_main",
     "imu_adapter": "mm_ros.nodes.adapter_node:imu_main",
     "microphone": "mm_ros.nodes.microphone_node:main",
     "model_service": "mm_ros.nodes.model_service_node:main",
+    "replay_evaluator": "mm_ros.nodes.replay_evaluator_node:main",
     "sensor_monitor": "mm_ros.nodes.sensor_monitor_node:main",
     "sim_world": "mm_ros.nodes.sim_world_node:main",
     "time_server": "mm_ros.nodes.time_server_node:main",

@@ -21,6 +21,7 @@ SUBCOMMANDS = [
     "mm_ros.cli.launch_cmd",
     "mm_ros.cli.engines_cmd",
     "mm_ros.cli.ask_cmd",
+    "mm_ros.cli.lifecycle_cmd",
     "mm_ros.cli.train_cmd",
     "mm_ros.cli.eval_cmd",
 ]

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from mm_ros.core.diagnostics import GpuMemory
 from mm_ros.core.errors import EngineError, RuntimeUnavailableError
 from mm_ros.engines.runtimes.base import RuntimeKind
 
@@ -79,3 +80,22 @@ def check_free_memory(needed_bytes: int, available_bytes: int, what: str) -> Non
             f"found {available_bytes / 2**20:.0f}"
             " MiB (close other processes, lower workspace_mib, or build on a bigger machine)"
         )
+
+
+def gpu_memory(device: str = "cuda:0") -> GpuMemory | None:
+    """Sample torch.cuda's memory figures of ``device`` for /diagnostics; None without CUDA."""
+    try:
+        import torch
+    except ImportError:
+        return None
+    if not device.startswith("cuda") or not torch.cuda.is_available():
+        return None
+    index = torch.device(device).index or 0
+    free, total = torch.cuda.mem_get_info(index)  # whole device: other processes count too
+    return GpuMemory(
+        f"{device} {torch.cuda.get_device_name(index)}",
+        allocated_bytes=int(torch.cuda.memory_allocated(index)),
+        reserved_bytes=int(torch.cuda.memory_reserved(index)),
+        total_bytes=int(total),
+        free_bytes=int(free),
+    )

@@ -110,8 +110,8 @@ class AnswerEngine:
     def __init__(self, backend: LoadedBackend, settings: ServiceSettings | None = None) -> None:
         self.backend = backend
         self.settings = settings or ServiceSettings()
-        cache = PrefixCache(self.settings.prefix_cache_entries)
-        self._prefix_cache = cache if self.settings.prefix_cache_entries else None
+        entries = self.settings.prefix_cache_entries
+        self._prefix_cache = PrefixCache(entries) if entries else None  # 0 = no prefix cache
         self.generator = Generator(backend, self._prefix_cache)
         self._blocks: collections.OrderedDict[tuple[Any, ...], Block] = collections.OrderedDict()
         self._lock = threading.Lock()  # one generation at a time on the model

@@ -21,12 +21,14 @@ from mm_ros.core.embeddings import encode_tokens
 from mm_ros.core.errors import ConfigError
 from mm_ros.core.sensors import Modality
 from mm_ros.nodes import convert
+from mm_ros.nodes.lifecycle import LifecycleNode, ManagedConfig
 from mm_ros.nodes.params import declare_config, param
 from mm_ros.nodes.runner import run_node
 from mm_ros.nodes.sensor_inputs import SensorInputs, SensorInputsConfig
 
 if TYPE_CHECKING:
     from mm_ros.bus.protocol import Bus
+    from mm_ros.core.lifecycle import State
     from mm_ros.llm.service import Block
 
 NS = 1_000_000_000
@@ -34,7 +36,7 @@ log = logging.getLogger("mm_ros.adapter")
 
 
 @dataclass(frozen=True)
-class AdapterNodeConfig(SensorInputsConfig):
+class AdapterNodeConfig(SensorInputsConfig, ManagedConfig):
     """Parameters of the adapter nodes."""
 
     model_dir: str = param("", "model whose adapter runs here; empty = the embedded default")
@@ -52,8 +54,12 @@ class AdapterNodeConfig(SensorInputsConfig):
             raise ConfigError(f"dtype must be float32 or float16, found {self.dtype!r}")
 
 
-class AdapterNode:
-    """Sensor intake for one modality + its adapter + a publisher of TokenEmbeddings."""
+class AdapterNode(LifecycleNode):
+    """Sensor intake for one modality + its adapter + a publisher of TokenEmbeddings.
+
+    Managed: configure loads the adapter, activate starts encoding, deactivate pauses,
+    cleanup releases the runtime (``autostart`` does the first two at start).
+    """
 
     name = "adapter"
     modality: ClassVar[str] = "image"
@@ -63,18 +69,48 @@ class AdapterNode:
     def __init__(self, bus: Bus) -> None:
         from mm_ros.llm.service import block_source
 
-        self.bus = bus
         self.config = declare_config(bus, AdapterNodeConfig)
-        self.inputs = SensorInputs(bus, self.config, log.warning, (self.modality,))
-        self.session, self.identity = self._load()  # autostart: the adapter loads here
+        super().__init__(bus, autostart=self.config.autostart)
+        self.inputs = SensorInputs(bus, self.config, log.warning, (self.modality,), False)
+        self.session: Any = None  # loaded in configure
+        self.identity = ("", "")
         self._block_source = block_source
         self._last_key: tuple[Any, ...] | None = None
         self._publisher = bus.create_publisher(
             f"embeddings/{self.modality}", "mm_ros/msg/TokenEmbeddings", SENSOR_DATA
         )
         self._make = bus.msg("mm_ros/msg/TokenEmbeddings")
-        self._timer = bus.create_timer(1.0 / self.config.rate_hz, self.encode_newest)
+        self._timer: Any = None
+
+    def on_configure(self, previous: State) -> None:
+        """Load the adapter and pick its runtime."""
+        self.session, self.identity = self._load()
         log.info("%s: %s on %s", self.name, self.identity[0], self.session.runtime.describe())
+
+    def on_activate(self, previous: State) -> None:
+        """Start encoding the newest data."""
+        self._timer = self.bus.create_timer(1.0 / self.config.rate_hz, self.encode_newest)
+
+    def on_deactivate(self, previous: State) -> None:
+        """Stop encoding (the adapter stays loaded)."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def on_cleanup(self, previous: State) -> None:
+        """Release the runtime."""
+        self.on_deactivate(previous)
+        if self.session is not None:
+            self.session.runtime.close()
+            self.session = None
+
+    def on_shutdown(self, previous: State) -> None:
+        """Release everything."""
+        self.on_cleanup(previous)
+
+    def on_error(self, previous: State) -> None:
+        """Drop what a failed transition left half loaded."""
+        self.on_cleanup(previous)
 
     def _load(self) -> tuple[Any, tuple[str, str]]:
         from mm_ros.adapters.checkpoint import load_adapter
@@ -112,6 +148,8 @@ class AdapterNode:
 
     def encode_newest(self) -> None:
         """Encode the newest data if it is new; publish its tokens."""
+        if self.session is None:
+            return
         spec = self.session.spec
         span_s = spec.audio.clip_s if spec.audio else spec.imu.window_s if spec.imu else 0.1
         sensor = {"image": Modality.IMAGE, "audio": Modality.AUDIO, "imu": Modality.IMU}
@@ -140,11 +178,6 @@ class AdapterNode:
             out["source_height"] = block.image.height
             out["input_to_source"] = list(block.transform.as_tuple())
         return out
-
-    def close(self) -> None:
-        """Stop encoding and release the runtime."""
-        self._timer.cancel()
-        self.session.runtime.close()
 
 
 class CameraAdapterNode(AdapterNode):

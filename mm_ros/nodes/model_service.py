@@ -15,13 +15,21 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from mm_ros.core.answers import AnswerValue, ImageRef
+from mm_ros.core.diagnostics import (
+    Entry,
+    GpuMemory,
+    LastAnswer,
+    ModelFigures,
+    QueueFigures,
+    model_service_entries,
+)
 from mm_ros.core.embeddings import decode_tokens
 from mm_ros.core.errors import ConfigError, DecodeError, QueryError, TokenSpaceMismatchError
-from mm_ros.core.health import Level
 from mm_ros.core.images import encode_image
 from mm_ros.core.preprocessing import ImageTransform
-from mm_ros.core.scheduler import QueryScheduler, Ticket
+from mm_ros.core.scheduler import QueryScheduler, SchedulerStats, Ticket
 from mm_ros.core.sensors import Frame, PixelFormat
+from mm_ros.nodes.lifecycle import ManagedConfig
 from mm_ros.nodes.params import check_choice, param
 from mm_ros.nodes.sensor_inputs import SensorInputsConfig, stamp_ns
 
@@ -44,7 +52,7 @@ def _names(text: str) -> tuple[str, ...]:
 
 
 @dataclass(frozen=True)
-class ModelServiceConfig(SensorInputsConfig):
+class ModelServiceConfig(SensorInputsConfig, ManagedConfig):
     """Parameters of ``model_service`` (lists are comma-separated strings)."""
 
     backend: str = param("composed", "composed (adapters + causal LM) or hf-vlm")
@@ -83,6 +91,10 @@ class ModelServiceConfig(SensorInputsConfig):
             )
         self.backend_config()  # validates backend, dtype, box settings, runtimes
         self.settings()
+
+    def remote(self) -> tuple[str, ...]:
+        """Modalities whose tokens come from adapter nodes."""
+        return _names(self.remote_modalities)
 
     def backend_config(self) -> BackendConfig:
         """Return the backend part of the parameters."""
@@ -160,7 +172,7 @@ class ServiceCore:
         self.config = config
         self.inputs = inputs
         self.log = log
-        self.remote_modalities = _names(config.remote_modalities)
+        self.remote_modalities = config.remote()
         self.engine: AnswerEngine | None = None
         self.scheduler: QueryScheduler[Job, AnswerValue] | None = None
         self._remote: dict[str, collections.deque[Block]] = {
@@ -168,12 +180,14 @@ class ServiceCore:
         }
         self.remote_rejected: collections.Counter[str] = collections.Counter()
         self.last_answer: AnswerValue | None = None
+        self._closed_stats: SchedulerStats | None = None
+        self._queue_before: QueueFigures | None = None
         self._lock = threading.Lock()
 
     # -- life --------------------------------------------------------------------------------
 
     def configure(self) -> None:
-        """Load the model and start the question worker."""
+        """Load the model (lifecycle configure)."""
         from mm_ros.llm.backends.base import load_backend
         from mm_ros.llm.service import AnswerEngine
 
@@ -193,16 +207,28 @@ class ServiceCore:
                 engine.model_id,
             )
         self.engine = engine
+
+    def activate(self) -> None:
+        """Start answering (lifecycle activate)."""
         self.scheduler = QueryScheduler(self._run, self._fail, self.config.max_queue, "answers")
 
-    def close(self) -> None:
-        """End every waiting question with an error, then release the model."""
+    def deactivate(self) -> None:
+        """Stop answering; waiting questions end with an error; the model stays loaded."""
         if self.scheduler is not None:
+            self._closed_stats = self.scheduler.stats()
             self.scheduler.close()
             self.scheduler = None
+
+    def cleanup(self) -> None:
+        """Release the model (lifecycle cleanup)."""
+        self.deactivate()
         if self.engine is not None:
             self.engine.close()
             self.engine = None
+
+    def close(self) -> None:
+        """End every waiting question with an error, then release the model."""
+        self.cleanup()
 
     def describe(self) -> str:
         """One line: model id and the runtime of every adapter."""
@@ -229,7 +255,9 @@ class ServiceCore:
     ) -> Ticket[Job, AnswerValue]:
         """Queue a question; raise QueryError when the queue is full or nothing is loaded."""
         if self.scheduler is None:
-            raise QueryError("shutdown", "the model is not loaded (node not configured/active)")
+            raise QueryError(
+                "shutdown", "the model service is not active (lifecycle state: see ~/get_state)"
+            )
         ticket = self.scheduler.submit(Job(query, feedback), query.timeout_s)
         if on_done is not None:
             ticket.add_done_callback(on_done)
@@ -263,9 +291,10 @@ class ServiceCore:
         t0 = time.perf_counter()
         query = job.query
         local = tuple(m for m in engine.modalities() if m not in self.remote_modalities)
-        spans = engine.spans_ns(
-            replace(query, modalities=tuple(m for m in (query.modalities or local) if m in local))
-        )
+        # Remote modalities arrive as tokens only: never cut (so never encode) them here, also
+        # when every modality is remote (an empty tuple would mean "all" to spans_ns).
+        wanted = tuple(m for m in (query.modalities or local) if m in local)
+        spans = engine.spans_ns(replace(query, modalities=wanted)) if wanted else {}
         snapshot = self.inputs.windows.snapshot(query.at_ns, spans)
         blocks = self._remote_blocks(query.at_ns)
         snapshot_s = time.perf_counter() - t0
@@ -368,60 +397,31 @@ class ServiceCore:
         frame = Frame(answer.image.stamp_ns, answer.image.frame_id, drawn, PixelFormat.RGB8)
         return convert.image(encode_image(frame), frame.stamp_ns, frame.frame_id)
 
-    def diagnostics(self, now_ns: int) -> list[dict[str, Any]]:
-        """Return DiagnosticStatus dicts: model, one per adapter, the queue, the last answer."""
-        del now_ns
-        node = "model_service"
-        if self.engine is None:
-            return [_status(Level.ERROR, f"{node}: model", "no model loaded", {})]
-        backend = self.engine.backend
-        level = Level.WARN if backend.random_init else Level.OK
-        message = "random weights: answers are noise" if backend.random_init else "loaded"
-        out = [_status(level, f"{node}: model", message, {"model_id": backend.model_id})]
-        for modality, selection in backend.selections.items():
-            values = selection.diagnostics()
-            lvl = Level.WARN if selection.fallbacks else Level.OK
-            msg = f"{values['running']}" + (" (fell back)" if selection.fallbacks else "")
-            out.append(_status(lvl, f"{node}: adapter {modality}", msg, values))
-        if self.scheduler is not None:
-            s = self.scheduler.stats()
-            values = {
-                "waiting": str(s.waiting),
-                "running": str(s.running),
-                "oldest_wait_s": f"{s.oldest_wait_s:.3f}",
-                "served": str(s.served),
-                **{f"failed.{k}": str(v) for k, v in s.failed.items()},
-                **{f"rejected_embeddings.{k}": str(v) for k, v in self.remote_rejected.items()},
+    def diagnostics(self, node: str, gpu: GpuMemory | None = None) -> list[Entry]:
+        """Return this period's /diagnostics entries (model, adapters, queue, latency)."""
+        engine = self.engine
+        model = adapters = None
+        if engine is not None:
+            model = ModelFigures(engine.model_id, engine.backend.random_init)
+            adapters = {m: s.diagnostics() for m, s in engine.backend.selections.items()}
+        stats = self.scheduler.stats() if self.scheduler is not None else self._closed_stats
+        queue = QueueFigures.from_scheduler(stats, self.config.max_queue) if stats else None
+        if queue is not None and self.remote_rejected:
+            rejected = {
+                **queue.rejected,
+                **{f"embeddings.{k}": v for k, v in self.remote_rejected.items()},
             }
-            full = s.waiting >= self.config.max_queue
-            out.append(
-                _status(
-                    Level.WARN if full else Level.OK,
-                    f"{node}: queue",
-                    "full" if full else f"{s.waiting} waiting",
-                    values,
-                )
-            )
+            queue = replace(queue, rejected=rejected)
         with self._lock:
             last = self.last_answer
-        if last is not None:
-            values = {stage: f"{seconds:.4f}" for stage, seconds in last.latency_s}
-            out.append(
-                _status(
-                    Level.OK if last.ok else Level.WARN,
-                    f"{node}: last answer",
-                    last.error or "ok",
-                    values,
-                )
-            )
-        return out
-
-
-def _status(level: Level, name: str, message: str, values: dict[str, str]) -> dict[str, Any]:
-    return {
-        "level": int(level),
-        "name": name,
-        "message": message,
-        "hardware_id": "",
-        "values": [{"key": k, "value": v} for k, v in values.items()],
-    }
+        entries = model_service_entries(
+            node,
+            model=model,
+            adapters=adapters or {},
+            queue=queue,
+            queue_before=self._queue_before,
+            gpu=gpu,
+            last_answer=LastAnswer.from_answer(last) if last is not None else None,
+        )
+        self._queue_before = queue
+        return entries

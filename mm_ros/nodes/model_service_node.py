@@ -18,29 +18,27 @@ from typing import TYPE_CHECKING, Any
 
 from mm_ros.bus.naming import RELIABLE, SENSOR_DATA
 from mm_ros.core.errors import QueryError
-from mm_ros.core.scheduler import CANCELLED
 from mm_ros.nodes import convert
+from mm_ros.nodes.diagnostics import DiagnosticsPublisher
+from mm_ros.nodes.lifecycle import LifecycleNode
 from mm_ros.nodes.model_service import (
     ModelServiceConfig,
     ServiceCore,
     query_from_goal,
 )
+from mm_ros.nodes.params import declare_config
 from mm_ros.nodes.runner import run_node
 from mm_ros.nodes.sensor_inputs import SensorInputs
 
 if TYPE_CHECKING:
     from mm_ros.bus.protocol import Bus, ServerGoal
     from mm_ros.core.answers import AnswerValue
+    from mm_ros.core.lifecycle import State
 
 DESCRIPTION = __doc__ or ""
 log = logging.getLogger("mm_ros.model_service")
 NS = 1_000_000_000
-OUTPUT_TYPES = (
-    "mm_ros/msg/Answer",
-    "vision_msgs/msg/Detection2DArray",
-    "sensor_msgs/msg/Image",
-    "diagnostic_msgs/msg/DiagnosticArray",
-)
+OUTPUT_TYPES = ("mm_ros/msg/Answer", "vision_msgs/msg/Detection2DArray", "sensor_msgs/msg/Image")
 
 
 @dataclass
@@ -48,32 +46,34 @@ class _Outputs:
     answer: Any
     detections: Any
     annotated: Any
-    diagnostics: Any
 
 
-class ModelServiceNode:
-    """Sensor intake + one model + a bounded question queue, wired to the bus."""
+class ModelServiceNode(LifecycleNode):
+    """Sensor intake + one model + a bounded question queue, wired to the bus (managed node).
+
+    configure loads the model, activate starts answering, deactivate stops answering (waiting
+    questions end with an error), cleanup releases the model. With ``autostart`` (default) the
+    runner configures and activates at start.
+    """
 
     name = "mm"
     description = DESCRIPTION
     Config = ModelServiceConfig
 
     def __init__(self, bus: Bus) -> None:
-        from mm_ros.nodes.params import declare_config
-
-        self.bus = bus
         self.config = declare_config(bus, ModelServiceConfig)
-        self.inputs = SensorInputs(bus, self.config, log.warning)
+        super().__init__(bus, autostart=self.config.autostart)
+        remote = self.config.remote()
+        local = tuple(m for m in ("image", "imu", "audio") if m not in remote)
+        self.inputs = SensorInputs(bus, self.config, log.warning, local)  # raw data stays local
         self.core = ServiceCore(self.config, self.inputs, log)  # loads nothing yet
         self._make = {t: bus.msg(t) for t in OUTPUT_TYPES}
         self.outputs = _Outputs(
             bus.create_publisher("~/answer", "mm_ros/msg/Answer", RELIABLE),
             bus.create_publisher("~/detections", "vision_msgs/msg/Detection2DArray", RELIABLE),
             bus.create_publisher("~/annotated", "sensor_msgs/msg/Image", SENSOR_DATA),
-            bus.create_publisher(
-                self.config.diagnostics_topic, "diagnostic_msgs/msg/DiagnosticArray", RELIABLE
-            ),
         )
+        self._diagnostics = DiagnosticsPublisher(bus, self.config.diagnostics_topic)
         for modality in self.core.remote_modalities:
             bus.create_subscription(
                 f"embeddings/{modality}",
@@ -81,11 +81,39 @@ class ModelServiceNode:
                 self.core.on_embeddings,
                 SENSOR_DATA,
             )
-        self.core.configure()  # the model loads here (autostart), not in a constructor of core
         bus.create_subscription("~/question", "std_msgs/msg/String", self._on_question, RELIABLE)
         bus.create_action_server("~/ask", "mm_ros/action/Ask", self._execute)
         self._timer = bus.create_timer(self.config.diagnostics_period_s, self._report)
-        log.info("model_service ready: %s", self.core.describe())
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    def on_configure(self, previous: State) -> None:
+        """Load the model and its adapters."""
+        self.core.configure()
+        log.info("model_service configured: %s", self.core.describe())
+
+    def on_activate(self, previous: State) -> None:
+        """Start answering."""
+        self.core.activate()
+        log.info("model_service ready: answering on %s/ask", self.bus.fully_qualified_name)
+
+    def on_deactivate(self, previous: State) -> None:
+        """Stop answering; questions get an error until activated again."""
+        self.core.deactivate()
+
+    def on_cleanup(self, previous: State) -> None:
+        """Release the model."""
+        self.core.cleanup()
+
+    def on_shutdown(self, previous: State) -> None:
+        """Release everything."""
+        self.core.close()
+
+    def on_error(self, previous: State) -> None:
+        """Drop whatever a failed transition left half loaded."""
+        self.core.close()
+
+    # -- questions ---------------------------------------------------------------------------
 
     def _publish(self, answer: AnswerValue) -> dict[str, Any]:
         fields = convert.answer(answer)
@@ -120,18 +148,22 @@ class ModelServiceNode:
         answer = self.core.ask(query, feedback, lambda: goal.is_cancel_requested)
         fields = self._publish(answer)
         if answer.error:
-            reason = CANCELLED if goal.is_cancel_requested else ""
-            (goal.canceled if reason else goal.abort)()
+            (goal.canceled if goal.is_cancel_requested else goal.abort)()
         return {"answer": fields}
 
     def _report(self) -> None:
-        now_ns = self.bus.now_ns()
-        array = {"header": convert.header(now_ns, ""), "status": self.core.diagnostics(now_ns)}
-        self.outputs.diagnostics.publish(self._make["diagnostic_msgs/msg/DiagnosticArray"](**array))
+        from mm_ros.engines.device import gpu_memory
+
+        device = self.config.device
+        gpu = (
+            gpu_memory(device if ":" in device else "cuda:0") if device.startswith("cuda") else None
+        )
+        self._diagnostics.publish(self.core.diagnostics(self.bus.node_name, gpu))
 
     def close(self) -> None:
         """Answer every waiting question with a shutdown error, then release the model."""
         self._timer.cancel()
+        super().close()
         self.core.close()
 
 

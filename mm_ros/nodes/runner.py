@@ -42,6 +42,8 @@ def run_node(node_class: Any, argv: list[str]) -> int:
     try:
         bus = open_bus(node_class.name, args=argv)
         node = node_class(bus)
+        if callable(getattr(node, "start", None)):  # managed nodes: autostart (nodes.lifecycle)
+            node.start()
         bus.spin()
     except ConfigError as err:
         print(f"{node_class.name}: error: {err}", file=sys.stderr)

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from mm_ros.bus.naming import LATCHED, SENSOR_DATA
+from mm_ros.bus.naming import LATCHED, SENSOR_DATA, SENSOR_STREAM
 from mm_ros.core.audio import decode_audio_mgonzs13, decode_audio_ros_drivers
 from mm_ros.core.camera import decode_camera_info
 from mm_ros.core.errors import ConfigError, DecodeError, InvalidValueError
@@ -67,6 +67,7 @@ class SensorInputs:
         config: SensorInputsConfig,
         warn: Callable[[str], None],
         modalities: tuple[str, ...] = ("image", "imu", "audio"),
+        camera_info: bool = True,
     ) -> None:
         c = config
         self.camera: CameraModel | None = None  # newest valid CameraInfo
@@ -89,8 +90,12 @@ class SensorInputs:
         self._audio_info: Any = None
         if "image" in modalities:
             self._subscribe_image(bus, c)
+        if camera_info:  # bearings need it also when images are encoded elsewhere
+            bus.create_subscription(
+                c.camera_info_topic, "sensor_msgs/msg/CameraInfo", self._on_camera_info, SENSOR_DATA
+            )
         if "imu" in modalities:
-            bus.create_subscription(c.imu_topic, "sensor_msgs/msg/Imu", self._on_imu, SENSOR_DATA)
+            bus.create_subscription(c.imu_topic, "sensor_msgs/msg/Imu", self._on_imu, SENSOR_STREAM)
         if "audio" in modalities:
             self._subscribe_audio(bus, c)
 
@@ -103,9 +108,6 @@ class SensorInputs:
             bus.create_subscription(
                 c.image_topic, "sensor_msgs/msg/CompressedImage", self._on_compressed, SENSOR_DATA
             )
-        bus.create_subscription(
-            c.camera_info_topic, "sensor_msgs/msg/CameraInfo", self._on_camera_info, SENSOR_DATA
-        )
 
     def _subscribe_audio(self, bus: Bus, c: SensorInputsConfig) -> None:
         if c.audio_layout == "ros-drivers":
@@ -116,14 +118,14 @@ class SensorInputs:
                 c.audio_topic,
                 "audio_common_msgs/msg/AudioDataStamped",
                 self._on_audio_drivers,
-                SENSOR_DATA,
+                SENSOR_STREAM,
             )
         else:
             bus.create_subscription(
                 c.audio_topic,
                 "audio_common_msgs/msg/AudioStamped",
                 self._on_audio_mgonzs13,
-                SENSOR_DATA,
+                SENSOR_STREAM,
             )
 
     def _on_image(self, m: Any) -> None:

@@ -9,9 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mm_ros.bus import RELIABLE, SENSOR_DATA
+from mm_ros.bus import RELIABLE, SENSOR_DATA, QoS
 from mm_ros.bus.bags import play, record
 from mm_ros.bus.zenoh_bus import wait_until
+from mm_ros.core.errors import ConfigError
 from mm_ros.interfaces import get_store
 from mm_ros.interfaces.bags import BagError, BagReader, BagWriter
 
@@ -124,3 +125,74 @@ def test_bad_bags_are_clear_errors(tmp_path: Path) -> None:
     existing.mkdir()
     with pytest.raises(BagError, match="exists already"):
         BagWriter(existing, get_store())
+
+
+def write_ticks(path: Path, count: int, t0: int, spacing_ns: int) -> list[int]:
+    """A bag of ``count`` std_msgs/String on /tick; return the recorded stamps."""
+    store = get_store()
+    writer = BagWriter(path, store)
+    writer.add_topic("/tick", "std_msgs/msg/String")
+    stamps = [t0 + i * spacing_ns for i in range(count)]
+    for i, stamp in enumerate(stamps):
+        message = store.msg("std_msgs/msg/String")(data=str(i))
+        writer.write("/tick", stamp, store.serialize(message, "std_msgs/msg/String"))
+    writer.close()
+    return stamps
+
+
+def test_replay_clock_gives_sim_time_nodes_the_bag_time(make_zenoh, tmp_path: Path) -> None:
+    t0 = 1_700_000_000_123_456_789
+    stamps = write_ticks(tmp_path / "ticks", 12, t0, 100_000_000)  # 1.1 s of bag, 0.275 s at 4x
+    player = make_zenoh("player")
+    node = make_zenoh("replayed", ["--ros-args", "-p", "use_sim_time:=true"])
+    seen: list[tuple[int, int]] = []  # (message index, node clock when it arrived)
+    clocks: list[int] = []
+    node.create_subscription(
+        "/tick", "std_msgs/msg/String", lambda m: seen.append((int(m.data), node.now_ns())),
+        QoS(depth=100),
+    )  # fmt: skip
+    node.create_subscription(
+        "/clock",
+        "rosgraph_msgs/msg/Clock",
+        lambda m: clocks.append(m.clock.sec * 10**9 + m.clock.nanosec),
+        QoS(depth=1000),
+    )
+    assert node.now_ns() == 0  # sim time and no /clock yet
+    sent = play(player, BagReader(tmp_path / "ticks"), rate=4.0, clock=True, stop=threading.Event())
+    assert sent == 12
+    wait_until(lambda: len(seen) == 12, 10, "12 replayed messages")
+    assert [i for i, _ in seen] == list(range(12))
+    # Zenoh (like DDS) orders samples per topic only: at a message's arrival the node's clock is
+    # the bag time give or take one clock tick, never wall time (and not yet set, at most, for
+    # the very first message)
+    assert all(t0 <= now <= stamps[-1] for _, now in seen[1:])
+    wait_until(lambda: node.now_ns() == stamps[-1], 10, "the clock at the last message's time")
+    assert set(stamps) <= set(clocks)  # every message's own time went out on /clock
+    assert min(clocks) == t0
+    assert max(clocks) == stamps[-1]
+    assert len(clocks) > len(stamps)  # ticks between messages too (40 Hz of wall time)
+
+
+def test_replay_without_clock_announces_no_clock(make_zenoh, tmp_path: Path) -> None:
+    write_ticks(tmp_path / "ticks", 2, 1_700_000_000_000_000_000, 1_000_000)
+    player, observer = make_zenoh("player"), make_zenoh("observer")
+    play(player, BagReader(tmp_path / "ticks"), stop=threading.Event())
+    wait_until(lambda: observer.count_publishers("/tick") == 1, 10, "the /tick publisher")
+    assert observer.count_publishers("/clock") == 0
+
+
+@pytest.mark.parametrize(
+    ("flags", "clock"), [([], None), (["--clock"], 40.0), (["--clock", "100"], 100.0)]
+)
+def test_bag_play_clock_flag(flags: list[str], clock: float | None) -> None:
+    from mm_ros.cli.main import build_parser
+
+    args = build_parser().parse_args(["bag", "play", "some_bag", *flags])
+    assert args.clock == clock
+
+
+def test_replay_rejects_bad_rates(make_zenoh, tmp_path: Path) -> None:
+    write_ticks(tmp_path / "ticks", 1, 1_700_000_000_000_000_000, 1)
+    player = make_zenoh("player")
+    with pytest.raises(ConfigError, match=r"found 1\.0, 0"):
+        play(player, BagReader(tmp_path / "ticks"), clock=True, clock_hz=0, stop=threading.Event())

@@ -1,10 +1,11 @@
-"""The bus contract: behaviour every ``Bus`` implementation must show (zenoh here).
+"""The bus contract: behaviour every ``Bus`` implementation must show (zenoh and rclpy).
 
 Waits are on conditions with timeouts, never fixed sleeps.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from pathlib import Path
@@ -16,6 +17,9 @@ from mm_ros.bus.naming import History
 from mm_ros.bus.protocol import BusConfig, GoalStatus, as_array
 from mm_ros.bus.zenoh_bus import ZenohBus, wait_until
 from mm_ros.core.errors import ConfigError
+from mm_ros.core.lifecycle import LifecycleError, Result
+from mm_ros.core.lifecycle import State as LifecycleState
+from mm_ros.nodes.lifecycle import LifecycleNode
 
 FIB = "example_interfaces/action/Fibonacci"
 
@@ -230,6 +234,34 @@ def test_sim_time_follows_clock(make_node) -> None:
         time.sleep(0.02)
 
 
+def test_sim_time_timers_follow_clock(make_node) -> None:
+    clock = make_node("clock")
+    node = make_node("sim", ["--ros-args", "-p", "use_sim_time:=true"])
+    calls: list[int] = []
+    node.create_timer(10.0, lambda: calls.append(node.now_ns()))  # never due in wall time here
+    pub = clock.create_publisher("/clock", "rosgraph_msgs/msg/Clock", QoS(depth=1))
+    matched(clock, "/clock")
+    base = 100 * 10**9
+
+    def publish_until_seen(stamp: int) -> None:
+        for _ in range(100):  # the first ones may go out before the route is up
+            pub.publish({"clock": {"sec": stamp // 10**9, "nanosec": stamp % 10**9}})
+            try:
+                wait_until(lambda: node.now_ns() == stamp, 0.1, f"clock {stamp}")
+            except BusTimeoutError:
+                continue
+            return
+        pytest.fail(f"clock {node.now_ns()} never reached {stamp}")
+
+    # 45 s of sim time in 2.5 s steps, in far less wall time than one timer period
+    for step in range(19):
+        publish_until_seen(base + step * 2_500_000_000)
+    wait_until(lambda: len(calls) >= 5, 10, "5 timer calls on sim time")
+    # the jump from 0 to 100 s calls once (missed periods skipped), then 110 s ... 140 s
+    assert len(calls) == 5
+    assert all(base <= t <= base + 45 * 10**9 for t in calls)
+
+
 def test_router_unreachable_is_a_clear_error() -> None:
     from tests.bus.conftest import free_port  # zenoh only: rclpy has no router
 
@@ -238,3 +270,194 @@ def test_router_unreachable_is_a_clear_error() -> None:
     with pytest.raises(BusUnavailableError, match=f"no Zenoh router reachable at {endpoint}"):
         ZenohBus("lonely", config=BusConfig(connect=(endpoint,), connect_timeout_s=1.0))
     assert time.monotonic() - started < 10
+
+
+class Managed(LifecycleNode):
+    """A managed node whose hooks return scripted results (None = SUCCESS)."""
+
+    def __init__(self, bus, results: dict[str, list] | None = None) -> None:
+        self.results = {k: list(v) for k, v in (results or {}).items()}
+        self.calls: list[str] = []
+        super().__init__(bus)
+
+    def _hook(self, name: str):
+        self.calls.append(name)
+        queued = self.results.get(name)
+        outcome = queued.pop(0) if queued else None
+        if isinstance(outcome, Exception):
+            raise outcome
+        return outcome
+
+    def on_configure(self, previous):
+        return self._hook("on_configure")
+
+    def on_activate(self, previous):
+        return self._hook("on_activate")
+
+    def on_error(self, previous):
+        return self._hook("on_error")
+
+
+class LifecycleCaller:
+    """A client node for one managed node's lifecycle services and events."""
+
+    def __init__(self, node, target: str) -> None:
+        self.events: list[tuple[int, int, int]] = []  # (transition id, start id, goal id)
+        node.create_subscription(
+            f"{target}/transition_event",
+            "lifecycle_msgs/msg/TransitionEvent",
+            lambda m: self.events.append((m.transition.id, m.start_state.id, m.goal_state.id)),
+            QoS(depth=100),
+        )
+        self.change = node.create_client(f"{target}/change_state", "lifecycle_msgs/srv/ChangeState")
+        self.get = node.create_client(f"{target}/get_state", "lifecycle_msgs/srv/GetState")
+        self.available = node.create_client(
+            f"{target}/get_available_transitions", "lifecycle_msgs/srv/GetAvailableTransitions"
+        )
+        self.graph = node.create_client(
+            f"{target}/get_transition_graph", "lifecycle_msgs/srv/GetAvailableTransitions"
+        )
+        self.states = node.create_client(
+            f"{target}/get_available_states", "lifecycle_msgs/srv/GetAvailableStates"
+        )
+        assert self.change.wait_for_service(10)
+        assert self.get.wait_for_service(10)
+
+    def set(self, transition: str | int) -> bool:
+        label, tid = (transition, 0) if isinstance(transition, str) else ("", transition)
+        request = {"transition": {"id": tid, "label": label}}
+        return bool(self.change.call(request, timeout_s=10).success)
+
+    def state(self) -> tuple[int, str]:
+        current = self.get.call({}, timeout_s=10).current_state
+        return int(current.id), str(current.label)
+
+
+def test_lifecycle_transitions_and_events(make_node, caplog: pytest.LogCaptureFixture) -> None:
+    server = Managed(make_node("managed", ["--ros-args", "-p", "autostart:=false"]))
+    caller = LifecycleCaller(make_node("caller"), "/managed")
+    matched(server.bus, "/managed/transition_event")
+    assert server.start() is LifecycleState.UNCONFIGURED  # autostart off: nothing ran
+    assert caller.state() == (1, "unconfigured")
+    steps = [("configure", (2, "inactive")), (3, (3, "active"))]  # a label, then an id
+    for transition, state in steps:
+        assert caller.set(transition)
+        assert caller.state() == state
+    with caplog.at_level(logging.WARNING, logger="mm_ros.lifecycle"):
+        assert not caller.set("configure")
+        assert not caller.set(2)  # cleanup from active
+    assert caller.state() == (3, "active")
+    refused = [r.getMessage() for r in caplog.records if "refused" in r.getMessage()]
+    assert (
+        "cannot 'configure' from state 'active'; valid transitions: deactivate (4), shutdown (7)"
+        in refused[0]
+    )
+    assert "transition 2 (cleanup) from state 'active'" in refused[1]
+    for transition, state in [("deactivate", (2, "inactive")), ("cleanup", (1, "unconfigured")),
+                              ("shutdown", (4, "finalized"))]:  # fmt: skip
+        assert caller.set(transition)
+        assert caller.state() == state
+    expected = [(1, 1, 10), (10, 10, 2), (3, 2, 13), (30, 13, 3), (4, 3, 14), (40, 14, 2),
+                (2, 2, 11), (20, 11, 1), (5, 1, 12), (50, 12, 4)]  # fmt: skip
+    wait_until(lambda: len(caller.events) >= len(expected), 10, "10 transition events")
+    assert caller.events == expected
+    assert server.calls == ["on_configure", "on_activate"]
+
+
+def test_lifecycle_failure_error_and_queries(make_node, caplog: pytest.LogCaptureFixture) -> None:
+    results = {"on_configure": [Result.FAILURE, RuntimeError("weights missing")]}
+    server = Managed(make_node("managed", ["--ros-args", "-p", "autostart:=false"]), results)
+    caller = LifecycleCaller(make_node("caller"), "/managed")
+    matched(server.bus, "/managed/transition_event")
+    available = caller.available.call({}, timeout_s=10).available_transitions
+    assert [(t.transition.label, t.goal_state.label) for t in available] == [
+        ("configure", "configuring"),
+        ("shutdown", "shuttingdown"),
+    ]
+    assert len(caller.graph.call({}, timeout_s=10).available_transitions) == 25
+    assert [s.label for s in caller.states.call({}, timeout_s=10).available_states][:5] == [
+        "unknown", "unconfigured", "inactive", "active", "finalized"
+    ]  # fmt: skip
+    with caplog.at_level(logging.ERROR, logger="mm_ros.lifecycle"):
+        assert not caller.set("configure")  # FAILURE: back to unconfigured
+        assert not caller.set("configure")  # raises: errorprocessing, on_error -> unconfigured
+    assert caller.state() == (1, "unconfigured")
+    errors = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
+    assert "on_configure returned FAILURE" in errors[0]
+    assert "on_configure raised RuntimeError: weights missing" in errors[1]
+    assert caller.set("configure")  # third time lucky
+    expected = [(1, 1, 10), (11, 10, 1), (1, 1, 10), (12, 10, 15), (60, 15, 1),
+                (1, 1, 10), (10, 10, 2)]  # fmt: skip
+    wait_until(lambda: len(caller.events) >= len(expected), 10, "7 transition events")
+    assert caller.events == expected
+    assert server.calls == ["on_configure", "on_configure", "on_error", "on_configure"]
+
+
+def test_lifecycle_autostart_and_shutdown_on_close(make_node) -> None:
+    server = Managed(make_node("managed"))
+    caller = LifecycleCaller(make_node("caller"), "/managed")
+    matched(server.bus, "/managed/transition_event")
+    assert server.start() is LifecycleState.ACTIVE
+    assert caller.state() == (3, "active")
+    server.close()
+    wait_until(lambda: (50, 12, 4) in caller.events, 10, "the shutdown event")
+    assert server.lifecycle.state is LifecycleState.FINALIZED
+    failing = Managed(make_node("broken"), {"on_activate": [Result.FAILURE]})
+    with pytest.raises(
+        LifecycleError, match="autostart activate failed: on_activate returned FAILURE"
+    ):
+        failing.start()
+    assert failing.lifecycle.state is LifecycleState.INACTIVE
+
+
+def test_lifecycle_answers_equal_rclpys_own_lifecycle_node(make_node) -> None:
+    """rclpy only: our server and rclpy.lifecycle.LifecycleNode answer alike (the oracle)."""
+    caller_bus = make_node("caller")
+    if type(caller_bus).__name__ != "RclpyBus":
+        pytest.skip("needs rclpy's own LifecycleNode (ROS tier)")
+    from rclpy.executors import SingleThreadedExecutor
+    from rclpy.lifecycle import LifecycleNode as RclpyLifecycleNode
+
+    Managed(make_node("ours", ["--ros-args", "-p", "autostart:=false"]))
+    theirs = RclpyLifecycleNode("theirs")
+    executor = SingleThreadedExecutor()
+    executor.add_node(theirs)
+    done = threading.Event()
+
+    def spin() -> None:
+        while not done.is_set():
+            executor.spin_once(timeout_sec=0.05)
+
+    spinner = threading.Thread(target=spin)
+    spinner.start()
+    try:
+        callers = {who: LifecycleCaller(caller_bus, f"/{who}") for who in ("ours", "theirs")}
+
+        def answers(caller: LifecycleCaller) -> dict:
+            def edges(items):
+                return [(t.transition.id, t.transition.label, t.start_state.id, t.goal_state.id)
+                        for t in items]  # fmt: skip
+
+            return {
+                "states": [(s.id, s.label) for s in caller.states.call({}).available_states],
+                "graph": edges(caller.graph.call({}).available_transitions),
+                "available": edges(caller.available.call({}).available_transitions),
+                "state": caller.state(),
+            }
+
+        for step in ("configure", "activate", "nonsense", "deactivate", "shutdown"):
+            assert answers(callers["ours"]) == answers(callers["theirs"]), step
+            assert callers["ours"].set(step) == callers["theirs"].set(step), step
+        assert callers["ours"].state() == callers["theirs"].state() == (4, "finalized")
+        wait_until(lambda: len(callers["theirs"].events) >= 8, 10, "rclpy's 8 events")
+        wait_until(lambda: len(callers["ours"].events) >= 8, 10, "our 8 events")
+        # rcl_lifecycle (Jazzy) leaves the event's `transition` zeroed; ours names it
+        ours, theirs_events = callers["ours"].events, callers["theirs"].events
+        assert [e[1:] for e in ours] == [e[1:] for e in theirs_events]
+        assert {e[0] for e in theirs_events} == {0}
+        assert [e[0] for e in ours] == [1, 10, 3, 30, 4, 40, 6, 50]
+    finally:
+        done.set()
+        spinner.join(5)
+        executor.shutdown(timeout_sec=1)
+        theirs.destroy_node()

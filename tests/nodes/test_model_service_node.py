@@ -35,7 +35,9 @@ def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def start_service(make_zenoh: Callable[..., Any], model_dir: Path, **params: object) -> Any:
     args = ros_args({"model_dir": str(model_dir), "max_new_tokens": 6, **params})
-    return ModelServiceNode(make_zenoh("mm", args))
+    node = ModelServiceNode(make_zenoh("mm", args))
+    node.start()  # autostart: configure + activate, as the runner does
+    return node
 
 
 @pytest.fixture
@@ -218,4 +220,67 @@ def test_embeddings_from_another_token_space_are_rejected(
     status, result = ask(client, {"question": "what is here?", "modalities": ["image"]})
     assert status == GoalStatus.ABORTED
     assert "no image data" in result.answer.error
+    service.close()
+
+
+@pytest.mark.parametrize("family", ["llava", "qwen2_vl"])
+def test_hf_vlm_backend_serves_the_action(
+    make_zenoh: Callable[..., Any],
+    tmp_path: Path,
+    world: Any,
+    family: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from tests.tiny_vlm import make_tiny_llava, make_tiny_qwen2_vl
+
+    monkeypatch.setenv("MM_ROS_CACHE", str(tmp_path / "cache"))  # the split vision adapter
+
+    folder = tmp_path / family
+    (make_tiny_llava if family == "llava" else make_tiny_qwen2_vl)(folder)
+    client = make_zenoh("client")
+    args = ros_args({"backend": "hf-vlm", "model_dir": str(folder), "max_new_tokens": 4})
+    service = ModelServiceNode(make_zenoh("mm", args))
+    service.start()
+    wait_for_data(service)
+    status, result = ask(client, {"question": "[grounding] where is the red cube?"})
+    value = convert.answer_value(result.answer)
+    assert status == GoalStatus.SUCCEEDED, value.error
+    assert value.modalities == ("image",)  # a VLM brings only its vision adapter
+    assert value.image is not None
+    assert value.prompt_tokens > 0
+    assert "prefill" in dict(value.latency_s)  # random weights may stop at once (EOS)
+    assert (tmp_path / "cache" / "hf-vlm").is_dir()
+    service.close()
+
+
+def test_lifecycle_over_the_bus(
+    make_zenoh: Callable[..., Any], model_dir: Path, world: Any
+) -> None:
+    client = make_zenoh("client")
+    service = start_service(make_zenoh, model_dir, autostart=False)
+    assert service.core.engine is None  # nothing loaded until configure
+    change = client.create_client("/mm/change_state", "lifecycle_msgs/srv/ChangeState")
+    get = client.create_client("/mm/get_state", "lifecycle_msgs/srv/GetState")
+    assert change.wait_for_service(WAIT_S)
+
+    def transition(label: str) -> bool:
+        return bool(change.call({"transition": {"label": label}}, timeout_s=WAIT_S).success)
+
+    status, result = ask(client, {"question": "what is on my left?"})
+    assert status == GoalStatus.ABORTED
+    assert "not active" in result.answer.error
+    assert not transition("activate")  # invalid from unconfigured: refused, node unchanged
+    assert get.call({}, timeout_s=WAIT_S).current_state.label == "unconfigured"
+    assert transition("configure")
+    assert service.core.engine is not None
+    assert transition("activate")
+    wait_for_data(service)
+    status, _ = ask(client, {"question": "what is on my left?"})
+    assert status == GoalStatus.SUCCEEDED
+    assert transition("deactivate")
+    status, result = ask(client, {"question": "what is on my left?"})
+    assert "not active" in result.answer.error
+    assert transition("cleanup")
+    assert service.core.engine is None
+    assert get.call({}, timeout_s=WAIT_S).current_state.label == "unconfigured"
     service.close()

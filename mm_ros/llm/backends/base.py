@@ -8,7 +8,9 @@ boxes are parsed with ``box_format`` / ``box_scale``.
 
 from __future__ import annotations
 
+import hashlib
 import importlib
+import os
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -18,6 +20,7 @@ from mm_ros.core.prompt import MODALITY_MARKERS, PromptConfig
 
 if TYPE_CHECKING:
     from collections.abc import Callable
+    from pathlib import Path
 
     import torch
 
@@ -133,3 +136,34 @@ def load_backend(config: BackendConfig) -> LoadedBackend:
         ) from err
     loader: Callable[[BackendConfig], LoadedBackend] = getattr(module, function)
     return loader(config)
+
+
+FULL_HASH_BYTES = 64 << 20  # weight files up to this size are hashed whole
+SAMPLE_BYTES = 1 << 20  # larger ones: their size and 16 sampled chunks (a 7B model in ms)
+
+
+def weights_digest(folder: Path) -> str:
+    """Hex SHA-256 over a model folder's weight files (names, sizes, contents or samples)."""
+    digest = hashlib.sha256()
+    files = sorted(folder.glob("*.safetensors")) or sorted(folder.glob("*.bin"))
+    if not files:
+        raise BackendError(f"{folder}: no *.safetensors (or *.bin) weights found")
+    for path in files:
+        size = path.stat().st_size
+        digest.update(f"{path.name}:{size}".encode())
+        with path.open("rb") as stream:
+            if size <= FULL_HASH_BYTES:
+                digest.update(stream.read())
+                continue
+            for offset in range(0, size, size // 16):
+                stream.seek(offset)
+                digest.update(stream.read(SAMPLE_BYTES))
+    return digest.hexdigest()
+
+
+def cache_root() -> Path:
+    """Return ``$MM_ROS_CACHE`` or ``~/.cache/mm_ros``: where built artefacts live."""
+    from pathlib import Path
+
+    env = os.environ.get("MM_ROS_CACHE", "")
+    return Path(env) if env else Path.home() / ".cache" / "mm_ros"

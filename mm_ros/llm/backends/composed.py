@@ -16,7 +16,6 @@ import dataclasses
 import hashlib
 import json
 import logging
-import os
 import shutil
 import tempfile
 from collections.abc import Mapping
@@ -39,6 +38,8 @@ from mm_ros.llm.backends.base import (
     LoadedBackend,
     box_format,
     box_scale,
+    cache_root,
+    weights_digest,
 )
 from mm_ros.llm.tokens import ensure_marker_tokens
 
@@ -56,8 +57,6 @@ ADAPTERS_DIR = "adapters"
 TORCH_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 # Weight files up to this size are hashed whole; bigger ones (multi-GB LMs) by their header,
 # size and sampled chunks, so loading a 7B model does not spend seconds on an id.
-FULL_HASH_BYTES = 64 << 20
-SAMPLE_BYTES = 1 << 20
 SHORT_HASH = 8  # hex characters of the model id
 PACKAGE_MODEL = Path(__file__).resolve().parents[2] / "models" / "mm-tiny"
 
@@ -315,7 +314,7 @@ def load_composed(config: BackendConfig) -> LoadedBackend:
         scale = DEFAULT_SCALE[fmt]  # a format chosen in the config brings its usual scale
     else:
         scale = manifest.box_scale
-    digest = hashlib.sha256(_weights_digest(folder / manifest.llm).encode())
+    digest = hashlib.sha256(weights_digest(folder / manifest.llm).encode())
     for modality in sorted(identities):
         digest.update(f"{modality}:{identities[modality].checkpoint_sha256}".encode())
     model_id = f"{manifest.name}@{digest.hexdigest()[:SHORT_HASH]}"
@@ -358,30 +357,7 @@ def _load_lm(folder: Path, config: BackendConfig) -> tuple[Any, Any]:
     return model, tokenizer
 
 
-def _weights_digest(folder: Path) -> str:
-    """Hex SHA-256 over the LM's weight files (names, sizes and contents or samples)."""
-    digest = hashlib.sha256()
-    files = sorted(folder.glob("*.safetensors")) or sorted(folder.glob("*.bin"))
-    for path in files:
-        size = path.stat().st_size
-        digest.update(f"{path.name}:{size}".encode())
-        with path.open("rb") as stream:
-            if size <= FULL_HASH_BYTES:
-                digest.update(stream.read())
-                continue
-            for offset in range(0, size, size // 16):  # 16 sampled chunks + the header
-                stream.seek(offset)
-                digest.update(stream.read(SAMPLE_BYTES))
-    return digest.hexdigest()
-
-
 # --- the embedded default --------------------------------------------------------------------
-
-
-def cache_root() -> Path:
-    """``$MM_ROS_CACHE`` or ``~/.cache/mm_ros``: where built artefacts (random default) live."""
-    env = os.environ.get("MM_ROS_CACHE", "")
-    return Path(env) if env else Path.home() / ".cache" / "mm_ros"
 
 
 def default_model_dir() -> Path:

@@ -20,7 +20,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import shutil
 import tempfile
 from dataclasses import dataclass
@@ -34,7 +33,7 @@ from mm_ros.adapters.checkpoint import ADAPTER_JSON, load_adapter
 from mm_ros.adapters.spec import FORMAT_VERSION, EncoderFamily
 from mm_ros.adapters.vlm import load_vlm, vision_spec, vlm_family, write_vision_adapter
 from mm_ros.core.boxes import BoxFormat
-from mm_ros.core.errors import BackendError, CheckpointError, ConfigError
+from mm_ros.core.errors import BackendError, ConfigError
 from mm_ros.core.preprocessing import ResizeMode
 from mm_ros.core.prompt import PromptConfig
 from mm_ros.engines.selection import EngineConfig, select_runtime
@@ -45,6 +44,8 @@ from mm_ros.llm.backends.base import (
     LoadedBackend,
     box_format,
     box_scale,
+    cache_root,
+    weights_digest,
 )
 
 log = logging.getLogger(__name__)
@@ -65,8 +66,6 @@ IMAGE_MARKERS = {
 }
 LLAVA_PROMPT = PromptConfig(user_open="USER:", user_close="ASSISTANT:")  # without a template
 ROPE_DELTA = "mm_ros_rope_delta"  # attribute on the KV cache: M-RoPE offset of what follows
-FULL_HASH_BYTES = 64 << 20  # weight files up to this size are hashed whole
-SAMPLE_BYTES = 1 << 20
 SHORT_HASH = 8
 
 
@@ -254,31 +253,6 @@ class VlmLanguageModel(nn.Module):
                 positions[:, b, end:] += shift
                 new_delta[b] += shift
         return positions, new_delta
-
-
-def weights_digest(folder: Path) -> str:
-    """Hex SHA-256 over the folder's ``*.safetensors``; large files by header, size, samples."""
-    digest = hashlib.sha256()
-    files = sorted(folder.glob("*.safetensors"))
-    if not files:
-        raise CheckpointError(f"{folder}: no *.safetensors weights found")
-    for path in files:
-        size = path.stat().st_size
-        digest.update(f"{path.name}:{size}".encode())
-        with path.open("rb") as stream:
-            if size <= FULL_HASH_BYTES:
-                digest.update(stream.read())
-                continue
-            for offset in (0, size // 2, size - SAMPLE_BYTES):
-                stream.seek(offset)
-                digest.update(stream.read(SAMPLE_BYTES))
-    return digest.hexdigest()
-
-
-def cache_root() -> Path:
-    """``$MM_ROS_CACHE`` or ``~/.cache/mm_ros``."""
-    env = os.environ.get("MM_ROS_CACHE", "")
-    return Path(env) if env else Path.home() / ".cache" / "mm_ros"
 
 
 def vision_folder(model_dir: Path, digest: str, dtype: str, settings: VlmSettings) -> Path:
