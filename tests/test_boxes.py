@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from mm_ros.core.boxes import BoxFormat, BoxScale, parse_boxes
+from mm_ros.core.boxes import BoxFormat, BoxScale, parse_boxes, streamed_text
 from mm_ros.core.errors import ConfigError
 from mm_ros.core.preprocessing import ImageTransform
 
@@ -126,3 +126,18 @@ def test_boxes_map_back_to_source_pixels_through_the_adapter_transform() -> None
     x1, y1, x2, y2 = transform.box_to_source(parsed.boxes[0].box_px)
     assert (x1, x2) == pytest.approx((320.0, 640.0))
     assert (y1, y2) == pytest.approx((360.0, 680.0))  # letterbox offset -280 px
+
+
+@pytest.mark.parametrize(
+    ("raw", "fmt", "shown"),
+    [
+        ("red cone { <0> <54> <10>", "minigpt-v2", "red cone"),
+        ("<p> red cone </p> { <0> <54> <10> <100> } is left", "minigpt-v2", "red cone is left"),
+        ("the <p> red co", "minigpt-v2", "the"),
+        ("a cup<|box_start|>(10,20),(3", "qwen2-vl", "a cup"),
+        ("a cup [0.1,0.2", "shikra", "a cup"),
+        ("a cup [0.1,0.2,0.3,0.4] here", "shikra", "a cup here"),
+    ],
+)
+def test_streamed_text_holds_back_open_markup(raw: str, fmt: str, shown: str) -> None:
+    assert streamed_text(raw, fmt, size=100) == shown

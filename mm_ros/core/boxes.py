@@ -273,3 +273,36 @@ def _strip_markup(fmt: BoxFormat, text: str) -> str:
         text = _PATTERNS[BoxFormat.SHIKRA].sub("", text).replace(";", " ")
     text = _MARKUP.sub("", text)
     return re.sub(r"\s+", " ", text).strip()
+
+
+# Opener → closer of the markup a stream may end inside (the text after an unclosed opener is
+# still being written: a box without its last number, a phrase without its end tag).
+_OPENERS = (
+    ("{", "}"),
+    ("<p>", "</p>"),
+    ("<box>", "</box>"),
+    ("<ref>", "</ref>"),
+    ("<|box_start|>", "<|box_end|>"),
+    ("<|object_ref_start|>", "<|object_ref_end|>"),
+    ("<|ref|>", "<|/ref|>"),
+    ("<|det|>", "<|/det|>"),
+    ("<phrase>", "</phrase>"),
+    ("<object>", "</object>"),
+    ("[", "]"),
+)
+
+
+def streamed_text(
+    raw: str, fmt: BoxFormat | str, scale: BoxScale | str | None = None, *, size: int
+) -> str:
+    """Return partial model output as a person should see it while it streams.
+
+    Complete boxes are removed as in the final answer; markup still open at the end (an
+    unclosed ``{``, ``<p>``, ``<box>`` ...) is held back until it closes.
+    """
+    cut = len(raw)
+    for opener, closer in _OPENERS:
+        start = raw.rfind(opener)
+        if start >= 0 and raw.find(closer, start + len(opener)) < 0:
+            cut = min(cut, start)
+    return parse_boxes(raw[:cut], fmt, scale, input_width=size, input_height=size).text

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from mm_ros.core.answers import AnswerValue, Detection, ImageRef, ObjectBearing
-from mm_ros.core.boxes import parse_boxes
+from mm_ros.core.boxes import parse_boxes, streamed_text
 from mm_ros.core.errors import ConfigError, QueryError, TokenSpaceMismatchError
 from mm_ros.core.grounding import bearings, source_detections
 from mm_ros.core.prompt import split_task
@@ -246,14 +246,8 @@ class AnswerEngine:
 
         def stream(raw: str, count: int) -> None:
             if on_partial is not None:
-                clean = parse_boxes(
-                    raw,
-                    self.backend.box_format,
-                    self.backend.box_scale,
-                    input_width=size,
-                    input_height=size,
-                ).text
-                on_partial(clean, count, "generate")
+                fmt, scale = self.backend.box_format, self.backend.box_scale
+                on_partial(streamed_text(raw, fmt, scale, size=size), count, "generate")
 
         if on_partial is not None:
             on_partial("", 0, "prefill")
