@@ -222,7 +222,17 @@ class ZenohActionServer:
             self._bus.log.exception("action %s: execute raised; goal aborted", self.name)
             result, final = None, GoalStatus.ABORTED
         if isinstance(result, dict) or result is None:
-            result = from_dict(self._bus.store, f"{self.typename}_Result", result or {})
+            try:
+                result = from_dict(self._bus.store, f"{self.typename}_Result", result or {})
+            except (ValueError, TypeError, OverflowError, KeyError):
+                # a result that does not fit its type still ends the goal (ABORTED, empty)
+                self._bus.log.exception(
+                    "action %s: result does not fit %s_Result; goal aborted",
+                    self.name,
+                    self.typename,
+                )
+                result = from_dict(self._bus.store, f"{self.typename}_Result", {})
+                final = GoalStatus.ABORTED
         with self._lock:
             goal.result, goal.status = result, final
             waiters, goal.waiters = goal.waiters, []

@@ -124,12 +124,14 @@ def _stop(processes: dict[str, subprocess.Popen[bytes]], logs: Path) -> list[str
             proc.send_signal(signal.SIGINT)
     failed = []
     for name, proc in processes.items():
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        if proc.returncode not in (0, -signal.SIGINT):
+        for escalate in (proc.terminate, proc.kill):  # SIGINT had 30 s, SIGTERM gets 10
+            try:
+                proc.wait(timeout=30 if escalate == proc.terminate else 10)
+                break
+            except subprocess.TimeoutExpired:
+                escalate()
+        proc.wait()
+        if proc.returncode not in (0, -signal.SIGINT, -signal.SIGTERM):
             tail = (logs / f"{name}.log").read_text(errors="replace")[-800:]
             failed.append(f"{name} exited with {proc.returncode}; end of its log:\n{tail}")
     return failed

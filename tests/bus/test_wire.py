@@ -171,3 +171,18 @@ def test_exact_zenoh_of_rmw_zenoh_jazzy(router: str, make_zenoh, tmp_path: Path)
     assert report["text"] == "to the old peer"
     assert any(t.endswith("/NN/%/%/talker") for t in report["tokens"])
     assert got[0] == "hello from zenoh 1.6.2"
+
+
+def test_a_result_that_does_not_fit_its_type_still_ends_the_goal(make_zenoh) -> None:
+    """An execute returning an out-of-range value: the goal ends ABORTED, never hangs."""
+    from mm_ros.bus.protocol import GoalStatus
+
+    server, caller = make_zenoh("server"), make_zenoh("caller")
+    server.create_action_server(
+        "/fib", "example_interfaces/action/Fibonacci", lambda goal: {"sequence": [2**40]}
+    )
+    client = caller.create_action_client("/fib", "example_interfaces/action/Fibonacci")
+    assert client.wait_for_server(10)
+    status, result = client.send_goal({"order": 3}).result(10)
+    assert status == GoalStatus.ABORTED
+    assert list(result.sequence) == []
