@@ -661,22 +661,32 @@ class ZenohBus:
     def graph(self, timeout_s: float = 1.0) -> list[naming.GraphEntity]:
         """Every ROS 2 entity visible in this domain, from the liveliness tokens.
 
-        Right after the session opens, the router may not have answered for its peers yet: a
-        result with nothing but our own entities is retried for up to ``GRAPH_SETTLE_S``.
+        Right after the session opens, the router may not have answered for every peer yet: while
+        the session is younger than ``GRAPH_SETTLE_S`` the query is repeated until two answers in
+        a row agree and hold more than our own entities, and their union is returned.
         """
+        seen: dict[str, naming.GraphEntity] = {}
         while True:
-            out = []
-            for reply in self.session.liveliness().get(
-                f"@ros2_lv/{self.config.domain}/**", timeout=timeout_s
-            ):
-                if reply.ok is None:
-                    continue
-                with contextlib.suppress(naming.BusNameError):
-                    out.append(naming.parse_token(str(reply.ok.key_expr)))
+            answer = self._graph_once(timeout_s)
             young = time.monotonic() - self._opened_at < GRAPH_SETTLE_S
-            if not young or any(e.zid != self.zid for e in out):
-                return out
-            time.sleep(0.1)
+            foreign = any(e.zid != self.zid for e in answer.values())
+            settled = foreign and answer.keys() == seen.keys()
+            seen.update(answer)
+            if not young or settled:
+                return list(seen.values())
+            time.sleep(0.05)
+
+    def _graph_once(self, timeout_s: float) -> dict[str, naming.GraphEntity]:
+        out: dict[str, naming.GraphEntity] = {}
+        for reply in self.session.liveliness().get(
+            f"@ros2_lv/{self.config.domain}/**", timeout=timeout_s
+        ):
+            if reply.ok is None:
+                continue
+            key = str(reply.ok.key_expr)
+            with contextlib.suppress(naming.BusNameError):
+                out[key] = naming.parse_token(key)
+        return out
 
     # -- life --------------------------------------------------------------------------
 

@@ -122,27 +122,41 @@ def goal(args: argparse.Namespace) -> dict[str, Any]:
 
 
 class StreamPrinter:
-    """Prints the partial text of each feedback as it grows (called on the bus thread)."""
+    """Prints the partial text of each feedback as it grows (called on the bus thread).
+
+    Feedback and result travel on different channels, so the result can overtake the last
+    feedback messages: ``end`` completes the line with the final text and later feedback is
+    dropped.
+    """
 
     def __init__(self, out: TextIO) -> None:
         self._out = out
         self._shown = ""
+        self._ended = False
         self._lock = threading.Lock()
 
     def feedback(self, message: Any) -> None:
         """Print what is new in ``partial_text``; start a new line if earlier text changed."""
-        text = str(message.partial_text)
         with self._lock:
-            if text.startswith(self._shown):
-                self._out.write(text[len(self._shown) :])
-            else:
-                self._out.write("\n" + text)
-            self._shown = text
-            self._out.flush()
+            if not self._ended:
+                self._show(str(message.partial_text))
 
-    def end(self) -> None:
-        """Finish the streamed line."""
+    def _show(self, text: str) -> None:
+        if text == self._shown:
+            return
+        if text.startswith(self._shown):
+            self._out.write(text[len(self._shown) :])
+        else:
+            self._out.write("\n" + text)
+        self._shown = text
+        self._out.flush()
+
+    def end(self, final_text: str = "") -> None:
+        """Finish the streamed line, first catching up with ``final_text`` if it is given."""
         with self._lock:
+            self._ended = True
+            if final_text:
+                self._show(final_text)
             if self._shown:
                 self._out.write("\n")
                 self._out.flush()
@@ -182,9 +196,9 @@ def _ask(args: argparse.Namespace) -> int:
                 stream.end()
             print(f"mm-ros ask: {err}", file=sys.stderr)
             return EXIT_RUNTIME
-    if stream:
-        stream.end()
     value = answer_value(result.answer)
+    if stream:
+        stream.end(value.text)
     if status is not GoalStatus.SUCCEEDED and not value.error:
         value = replace(value, error=f"goal ended {status.name} without an answer")
     if args.json:

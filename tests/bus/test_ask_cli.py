@@ -176,3 +176,17 @@ def test_unparsable_number_is_usage_error() -> None:
     with pytest.raises(SystemExit) as exit_info:
         main(["ask", QUESTION, "--timeout", "soon"])
     assert exit_info.value.code == 2
+
+
+def test_stream_catches_up_when_the_result_overtakes_feedback() -> None:
+    import io
+    from types import SimpleNamespace
+
+    from mm_ros.cli.ask_cmd import StreamPrinter
+
+    out = io.StringIO()
+    printer = StreamPrinter(out)
+    printer.feedback(SimpleNamespace(partial_text="a red"))
+    printer.end("a red cube on your left")  # the result came before the last feedback
+    printer.feedback(SimpleNamespace(partial_text="a red cube"))  # late: dropped
+    assert out.getvalue() == "a red cube on your left\n"
