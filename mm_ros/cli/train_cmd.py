@@ -34,6 +34,17 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     tiny.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint")
     tiny.add_argument("--device", default="", help="cpu | cuda (default: cuda when present)")
     tiny.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: default)")
+    tiny.add_argument(
+        "--align-weight",
+        type=float,
+        default=0.0,
+        help="token-space alignment loss of the image tokens (0: off, the shipped recipe)",
+    )
+    tiny.add_argument(
+        "--every-object",
+        action="store_true",
+        help="ask side, box, identify and refer questions about every object in view",
+    )
     tiny.add_argument("--ship", action="store_true", help="copy the model into the package")
     tiny.add_argument("--no-progress", action="store_true", help="no progress bar")
     tiny.set_defaults(handler=cmd_tiny)
@@ -51,9 +62,15 @@ def cmd_tiny(args: argparse.Namespace) -> int:
 
     from mm_ros.train.trainer import TrainConfig, train
 
-    if args.steps < 0 or args.episodes < 0 or args.batch < 0:
-        raise ConfigError("--steps, --episodes and --batch must be >= 0")
-    config = TrainConfig(seed=args.seed, device=args.device, threads=args.threads)
+    if args.steps < 0 or args.episodes < 0 or args.batch < 0 or args.align_weight < 0:
+        raise ConfigError("--steps, --episodes, --batch and --align-weight must be >= 0")
+    config = TrainConfig(
+        seed=args.seed,
+        device=args.device,
+        threads=args.threads,
+        align_weight=args.align_weight,
+        every_object=args.every_object,
+    )
     if args.steps:
         stage1 = round(args.steps * STAGE1_SHARE)
         config = dataclasses.replace(config, stage1_steps=stage1, stage2_steps=args.steps - stage1)

@@ -44,7 +44,7 @@ if TYPE_CHECKING:
 TRAIN_SEED_BASE = 1_000
 HELDOUT_SEED_BASE = 900_000
 IMAGE_SPAN_S = 2.0 / 30.0  # the newest frame is used: two frame periods at 30 Hz find it
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: objects per snapshot (token-space alignment)
 
 
 def train_seeds(count: int) -> tuple[int, ...]:
@@ -78,6 +78,10 @@ class DataConfig:
     audio_after_s: float = 0.25
     audio_before_s: float = 0.1
     motion_stable_s: float = 0.5  # motion questions only where the label held this long
+    # Ask 'where is X?', grounding, identify and refer about every object that qualifies, not
+    # one drawn at random: questions about one snapshot share its prompt prefix in training,
+    # so more of them are cheap. Off by default (the shipped recipe and the held-out set).
+    every_object: bool = False
 
     def __post_init__(self) -> None:
         if not self.seeds:
@@ -255,6 +259,13 @@ def _near_boundary(obj: Any, half_width_deg: float, margin_deg: float) -> bool:
     return bool(abs(abs(obj.azimuth_deg) - half_width_deg) < margin_deg)
 
 
+def _chosen(items: list[Any], rng: np.random.Generator, config: DataConfig) -> list[Any]:
+    """Every item (``config.every_object``) or one drawn at random; none from an empty list."""
+    if config.every_object or not items:
+        return list(items)
+    return [items[int(rng.integers(len(items)))]]
+
+
 def _pick(rng: np.random.Generator, options: tuple[str, ...]) -> str:
     return options[int(rng.integers(len(options)))]
 
@@ -274,7 +285,7 @@ def _audio_truth(world: World, t_ns: int, config: DataConfig) -> str | None:
     return None
 
 
-def questions_for(  # noqa: PLR0915 - one block per question kind
+def questions_for(  # noqa: PLR0912, PLR0915 - one block per question kind
     world: World,
     index: int,
     truth: FrameTruth,
@@ -311,10 +322,10 @@ def questions_for(  # noqa: PLR0915 - one block per question kind
     # where is X? -> side
     sided = [o for o in clear if not _near_boundary(o, half, config.side_margin_deg)]
     if sided and rng.random() >= config.absent_share:
-        obj = sided[int(rng.integers(len(sided)))]
-        q = _pick(rng, phrasings[Kind.SIDE]).format(obj=obj.name)
-        add(Kind.SIDE, q, tasks.side_answer(obj.name, obj.side.value), name=obj.name,
-            side=obj.side.value)  # fmt: skip
+        for obj in _chosen(sided, rng, config):
+            q = _pick(rng, phrasings[Kind.SIDE]).format(obj=obj.name)
+            add(Kind.SIDE, q, tasks.side_answer(obj.name, obj.side.value), name=obj.name,
+                side=obj.side.value)  # fmt: skip
     elif config.absent_share > 0:
         seen = {o.name for o in in_view}
         absent = [n for n in tasks.OBJECT_NAMES if n not in seen]
@@ -336,16 +347,16 @@ def questions_for(  # noqa: PLR0915 - one block per question kind
         add(Kind.LIST, q, tasks.listing(names), side=side, names=names)
     boxable = [o for o in clear if _boxable(o, config)]
     if boxable:
-        obj = boxable[int(rng.integers(len(boxable)))]
-        percent = tasks.percent_box(_box(obj), width, height)
-        q = _pick(rng, phrasings[Kind.GROUNDING]).format(obj=obj.name)
-        add(Kind.GROUNDING, q, tasks.grounded(obj.name, percent), name=obj.name,
-            box_px=[float(v) for v in _box(obj)], percent=list(percent))  # fmt: skip
-        obj = boxable[int(rng.integers(len(boxable)))]
-        percent = tasks.percent_box(_box(obj), width, height)
-        q = _pick(rng, phrasings[Kind.IDENTIFY]).format(box=tasks.box_markup(percent))
-        add(Kind.IDENTIFY, q, tasks.identify_answer(obj.name), name=obj.name,
-            box_px=[float(v) for v in _box(obj)])  # fmt: skip
+        for obj in _chosen(boxable, rng, config):
+            percent = tasks.percent_box(_box(obj), width, height)
+            q = _pick(rng, phrasings[Kind.GROUNDING]).format(obj=obj.name)
+            add(Kind.GROUNDING, q, tasks.grounded(obj.name, percent), name=obj.name,
+                box_px=[float(v) for v in _box(obj)], percent=list(percent))  # fmt: skip
+        for obj in _chosen(boxable, rng, config):
+            percent = tasks.percent_box(_box(obj), width, height)
+            q = _pick(rng, phrasings[Kind.IDENTIFY]).format(box=tasks.box_markup(percent))
+            add(Kind.IDENTIFY, q, tasks.identify_answer(obj.name), name=obj.name,
+                box_px=[float(v) for v in _box(obj)])  # fmt: skip
         # refer: an expression that picks exactly one object in view
         refs = []
         for obj in boxable:
@@ -358,8 +369,7 @@ def questions_for(  # noqa: PLR0915 - one block per question kind
                 refs.append((f"the {obj.shape.value}", obj))
             if len(same_side) == 1 and not _near_boundary(obj, half, config.side_margin_deg):
                 refs.append((f"the object {tasks.SIDE_TEXT[obj.side.value]}", obj))
-        if refs:
-            ref, obj = refs[int(rng.integers(len(refs)))]
+        for ref, obj in _chosen(refs, rng, config):
             percent = tasks.percent_box(_box(obj), width, height)
             q = _pick(rng, phrasings[Kind.REFER]).format(ref=ref)
             add(Kind.REFER, q, tasks.grounded(obj.name, percent), name=obj.name,
@@ -380,6 +390,23 @@ def questions_for(  # noqa: PLR0915 - one block per question kind
         heard = " " + tasks.SOUND_TEXT[Sound(sound)]
     caption = sight + heard + " " + tasks.MOTION_TEXT[truth.motion]
     add(Kind.CAPTION, _pick(rng, phrasings[Kind.CAPTION]), caption)
+    return out
+
+
+def snapshot_objects(truth: Any, width_px: int, height_px: int) -> list[dict[str, Any]]:
+    """Return the objects visible in a frame, nearest first, as JSON-ready dicts."""
+    seen = [o for o in truth.objects if o.in_view and o.box_px is not None]
+    out = []
+    for obj in sorted(seen, key=lambda o: o.distance_m):
+        out.append(
+            {
+                "colour": obj.colour.label,
+                "shape": obj.shape.value,
+                "side": obj.side.value,
+                "box_px": [float(v) for v in obj.box_px],
+                "percent": list(tasks.percent_box(obj.box_px, width_px, height_px)),
+            }
+        )
     return out
 
 
@@ -410,6 +437,8 @@ class Dataset:
     imu: NDArray[np.float32]  # (N, rows, 6) raw units
     examples: list[Example]
     image_size: tuple[int, int]  # source width, height
+    # per snapshot: the visible objects, nearest first (`regions.snapshot_objects`)
+    objects: list[list[dict[str, Any]]] = field(default_factory=list)
 
     def of_kind(self, *kinds: Kind) -> list[Example]:
         """Examples of the given kinds."""
@@ -440,6 +469,7 @@ def build_dataset(config: DataConfig, inputs: Inputs, progress: bool = False) ->
     audio: list[NDArray[np.float16]] = []
     imu: list[NDArray[np.float32]] = []
     examples: list[Example] = []
+    objects: list[list[dict[str, Any]]] = []
     seeds: Any = config.seeds
     if progress:
         from tqdm import tqdm
@@ -457,8 +487,9 @@ def build_dataset(config: DataConfig, inputs: Inputs, progress: bool = False) ->
             images.append(image.astype(np.float16))
             audio.append(clip.astype(np.float16))
             imu.append(window)
+            objects.append(snapshot_objects(truth, *size))
             examples.extend(questions_for(world, index, truth, config, rng, snap=snap))
-    return Dataset(np.stack(images), np.stack(audio), np.stack(imu), examples, size)
+    return Dataset(np.stack(images), np.stack(audio), np.stack(imu), examples, size, objects)
 
 
 def cache_key(config: DataConfig, inputs: Inputs) -> str:
@@ -484,6 +515,7 @@ def load_or_build(
                 data["imu"],
                 [Example(**e) for e in document["examples"]],
                 (int(document["image_size"][0]), int(document["image_size"][1])),
+                document["objects"],
             )
     dataset = build_dataset(config, inputs, progress)
     cache_dir.mkdir(parents=True, exist_ok=True)
@@ -493,6 +525,7 @@ def load_or_build(
             {
                 "examples": [asdict(e) for e in dataset.examples],
                 "image_size": list(dataset.image_size),
+                "objects": dataset.objects,
             }
         )
     )

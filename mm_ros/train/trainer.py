@@ -23,7 +23,7 @@ import torch
 from mm_ros.core.boxes import BoxFormat
 from mm_ros.core.errors import CheckpointError, ConfigError
 from mm_ros.train import data as data_mod
-from mm_ros.train import mm_tiny
+from mm_ros.train import mm_tiny, regions
 from mm_ros.train.layout import IGNORE, drop_words, packed_batch, training_backend
 from mm_ros.train.tasks import Kind
 
@@ -81,6 +81,14 @@ class TrainConfig:
     # keeps and the input-dependent part (~1 %) drowns in: the LM then ignores the sensors.
     token_norm_max: float = 2.0
     token_norm_weight: float = 0.01
+    # Token-space alignment of the image tokens (`regions`): each token is pulled towards the
+    # LM's words for what it shows. It keeps the image tokens informative, but a random LM still
+    # did not learn to look them up within 3000 steps (model card), so the shipped recipe has
+    # it off; `mm-ros train tiny --align-weight 1 --every-object` turns it on.
+    align_weight: float = 0.0
+    align_scale: float = 16.0
+    align_min_cover: float = 0.15
+    every_object: bool = False  # DataConfig.every_object: questions about every object
     checkpoint_every: int = 100
     log_every: int = 25
     device: str = ""  # "" = cuda when present, else cpu
@@ -233,8 +241,9 @@ def batch_loss(
     word_dropout: float = 0.0,
     token_norm_max: float = 0.0,
     token_norm_weight: float = 0.0,
+    align: Alignment | None = None,
 ) -> torch.Tensor:
-    """Mean cross-entropy over the answer tokens (+ the adapter-norm penalty).
+    """Mean cross-entropy over the answer tokens (+ the adapter-norm and alignment terms).
 
     ``rows[b]`` are questions about one snapshot; they share its prompt prefix (`packed_batch`).
     """
@@ -269,7 +278,39 @@ def batch_loss(
         for tokens in blocks.values():  # (B, N, D)
             excess = torch.relu(tokens.norm(dim=-1) - token_norm_max)
             loss = loss + token_norm_weight * excess.pow(2).mean()
+    if align is not None and align.weight > 0:
+        targets = torch.from_numpy(align.targets[snaps]).to(device)
+        table = model.llm.get_input_embeddings().weight
+        loss = loss + align.weight * regions.alignment_loss(
+            blocks["image"], table, targets, align.scale
+        )
     return loss
+
+
+@dataclass(frozen=True)
+class Alignment:
+    """Token-space alignment targets of every snapshot's image tokens, and the loss settings."""
+
+    targets: np.ndarray  # (snapshots, tokens, K) token ids, regions.PAD-padded
+    weight: float
+    scale: float
+
+    @classmethod
+    def of(cls, model: TinyModel, dataset: Dataset, config: TrainConfig) -> Alignment | None:
+        """Targets for ``dataset`` (None when disabled or the dataset has no objects)."""
+        from mm_ros.adapters.spec import ReducerKind
+
+        if config.align_weight <= 0 or not dataset.objects:
+            return None
+        spec = model.specs["image"]
+        assert spec.image is not None  # the image adapter has image preprocessing
+        strip = 4 if spec.reducer.kind is ReducerKind.CONCAT4 else 1
+        boxes = regions.token_regions(
+            spec.image.size_px, spec.encoder.patch_px, strip, *dataset.image_size
+        )
+        vocab = model.tokenizer.get_vocab()
+        targets = regions.token_targets(dataset.objects, boxes, vocab, config.align_min_cover)
+        return cls(targets, config.align_weight, config.align_scale)
 
 
 def lr_at(step: int, config: TrainConfig) -> float:
@@ -366,9 +407,11 @@ def train(  # noqa: PLR0912, PLR0915 - the loop reads best in one piece
         data_config = data_mod.DataConfig(
             seeds=data_mod.train_seeds(config.train_episodes),
             snapshots_per_episode=config.snapshots_per_episode,
+            every_object=config.every_object,
         )
         dataset = data_mod.load_or_build(data_config, inputs_of(model), out / "data", progress)
     by_snap = _by_snapshot(dataset.examples)
+    align = Alignment.of(model, dataset, config)
     checkpoint = out / CHECKPOINT
     step = 0
     optimizer: torch.optim.Optimizer | None = None
@@ -409,6 +452,7 @@ def train(  # noqa: PLR0912, PLR0915 - the loop reads best in one piece
             word_dropout=config.word_dropout,
             token_norm_max=config.token_norm_max,
             token_norm_weight=config.token_norm_weight,
+            align=align,
         )
         optimizer.zero_grad(set_to_none=True)
         loss.backward()  # type: ignore[no-untyped-call]

@@ -105,3 +105,38 @@ def test_cache_round_trip(tmp_path, small_inputs: data.Inputs) -> None:  # type:
     cached = data.load_or_build(config, small_inputs, tmp_path)
     assert np.array_equal(built.images, cached.images)
     assert built.examples == cached.examples
+    assert built.objects == cached.objects
+
+
+def test_objects_are_the_visible_ones_nearest_first(small_dataset: data.Dataset) -> None:
+    assert len(small_dataset.objects) == len(small_dataset.images)
+    width, height = small_dataset.image_size
+    assert any(small_dataset.objects)
+    for objects in small_dataset.objects:
+        for obj in objects:
+            x1, y1, x2, y2 = obj["box_px"]
+            assert -0.5 <= x1 < x2 <= width  # pixel edges: the first pixel spans -0.5..0.5
+            assert -0.5 <= y1 < y2 <= height
+            assert obj["side"] in ("left", "centre", "right")
+    # the questions about a snapshot name only objects in its list
+    for e in small_dataset.of_kind(Kind.GROUNDING):
+        names = {f"{o['colour']} {o['shape']}" for o in small_dataset.objects[e.snap]}
+        assert e.truth["name"] in names
+
+
+def test_every_object_asks_about_each_object_once() -> None:
+    one = data.DataConfig(seeds=(1003,), snapshots_per_episode=6, duration_s=8.0)
+    every = dataclasses.replace(one, every_object=True)
+
+    def per_snapshot(config: data.DataConfig, kind: Kind) -> list[list[str]]:
+        out: dict[int, list[str]] = {}
+        for e in data.examples_only(config):
+            if e.kind == kind.value:
+                out.setdefault(e.frame, []).append(e.truth["name"])
+        return list(out.values())
+
+    for kind in (Kind.GROUNDING, Kind.IDENTIFY):
+        assert all(len(names) == 1 for names in per_snapshot(one, kind))
+        asked = per_snapshot(every, kind)
+        assert max(len(names) for names in asked) > 1
+        assert all(len(names) == len(set(names)) for names in asked)

@@ -157,3 +157,33 @@ def test_stage_one_asks_captions_and_stage_two_the_rest(small_dataset: data.Data
     end = trainer.step_rows(late.total_steps - 1, late, by_snap, rng)
     assert {e.kind for row in end for e in row} >= {"motion", "spatial"}
     assert trainer.kinds_at(10_000, BASE) == {k.value for k in Kind} - {"caption"}
+
+
+def test_alignment_pulls_image_tokens_towards_their_words(
+    tmp_path: Path, small_dataset: data.Dataset
+) -> None:
+    from mm_ros.train import regions
+
+    config = dataclasses.replace(BASE, stage1_steps=12, stage2_steps=0, lr_stage1=1e-2,
+                                 align_weight=1.0, checkpoint_every=100,
+                                 align_min_cover=0.02)  # 4 tokens of whole rows  # fmt: skip
+    model = trainer.TinyModel(config.model, config.seed)
+    align = trainer.Alignment.of(model, small_dataset, config)
+    assert align is not None
+    tokens = model.specs["image"].token_count
+    assert align.targets.shape == (len(small_dataset.images), tokens, regions.MAX_TARGETS)
+    assert (align.targets[:, :, 1] != regions.PAD).any()  # some tokens show an object
+    assert trainer.Alignment.of(model, small_dataset, BASE) is None  # off by default
+
+    def align_loss(folder: Path | None) -> float:
+        if folder is not None:
+            model.load_state(_weights(folder))
+        with torch.no_grad():
+            images = torch.from_numpy(small_dataset.images.astype(np.float32))
+            out = model.adapters["image"](images)
+            table = model.llm.get_input_embeddings().weight
+            return float(regions.alignment_loss(out, table, torch.from_numpy(align.targets)))
+
+    before = align_loss(None)
+    trainer.train(config, tmp_path, dataset=small_dataset, progress=False)
+    assert align_loss(tmp_path) < 0.8 * before

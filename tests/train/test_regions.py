@@ -1,0 +1,74 @@
+"""Token-space alignment targets and loss (mm_ros.train.regions)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from mm_ros.core.errors import ConfigError
+from mm_ros.train import regions
+
+VOCAB = {w: i for i, w in enumerate(["nothing", "left", "centre", "right", "red", "blue", "cube",
+                                      "ball", *(f"<{v}>" for v in range(101))])}  # fmt: skip
+
+
+def obj(colour: str, shape: str, side: str, box: list[float]) -> dict:
+    percent = [round(100 * box[0] / 640), round(100 * box[1] / 480), round(100 * box[2] / 640),
+               round(100 * box[3] / 480)]  # fmt: skip
+    return {"colour": colour, "shape": shape, "side": side, "box_px": box, "percent": percent}
+
+
+def test_regions_are_raster_strips_of_the_source_image() -> None:
+    boxes = regions.token_regions(96, 8, 4, 640, 480)
+    assert boxes.shape == (36, 4)  # 12 x 12 patches, strips of 4 → 12 rows x 3
+    np.testing.assert_allclose(boxes[0], [0, 0, 640 / 3, 40])
+    np.testing.assert_allclose(boxes[4], [640 / 3, 40, 2 * 640 / 3, 80])  # row 1, strip 1
+    np.testing.assert_allclose(boxes[-1], [2 * 640 / 3, 440, 640, 480])
+    assert regions.token_regions(96, 8, 1, 640, 480).shape == (144, 4)
+    with pytest.raises(ConfigError, match="multiple"):
+        regions.token_regions(96, 8, 5, 640, 480)
+
+
+def test_targets_name_the_nearest_covering_object_else_background() -> None:
+    boxes = regions.token_regions(96, 8, 4, 640, 480)
+    near = obj("red", "cube", "left", [0, 0, 200, 80])  # rows 0-1 of the left strip
+    far = obj("blue", "ball", "left", [0, 0, 640, 40])  # row 0, all strips, behind `near`
+    targets = regions.token_targets([[near, far]], boxes, VOCAB)
+    assert targets.shape == (1, 36, regions.MAX_TARGETS)
+    words = {i: w for w, i in VOCAB.items()}
+
+    def named(t: int) -> list[str]:
+        return [words[int(i)] for i in targets[0, t] if i != regions.PAD]
+
+    assert named(0) == ["red", "cube", "left", "<0>", "<0>", "<31>", "<17>"]  # near hides far
+    assert named(3) == ["red", "cube", "left", "<0>", "<0>", "<31>", "<17>"]
+    assert named(1)[:2] == ["blue", "ball"]  # only the far object there
+    assert named(35) == ["nothing"]
+    sliver = obj("red", "cube", "left", [0, 470, 10, 480])  # 10 x 10 px of a 213 x 40 region
+    assert [words[int(i)] for i in regions.token_targets([[sliver]], boxes, VOCAB)[0, 33]
+            if i != regions.PAD] == ["nothing"]  # fmt: skip
+    with pytest.raises(ConfigError, match="lacks"):
+        regions.token_targets([[near]], boxes, {"red": 0})
+
+
+def test_loss_is_low_for_a_token_made_of_its_target_words() -> None:
+    torch.manual_seed(0)
+    table = torch.randn(len(VOCAB), 32)
+    targets = torch.full((1, 2, regions.MAX_TARGETS), regions.PAD)
+    targets[0, 0, :3] = torch.tensor([VOCAB["red"], VOCAB["cube"], VOCAB["left"]])
+    targets[0, 1, 0] = VOCAB["nothing"]
+    aligned = torch.stack([table[targets[0, 0, :3]].sum(0), table[VOCAB["nothing"]]])[None]
+    random = torch.randn(1, 2, 32)
+    assert regions.alignment_loss(aligned, table, targets) < regions.alignment_loss(
+        random, table, targets
+    )
+    tokens = random.clone().requires_grad_(True)
+    loss = regions.alignment_loss(tokens, table.requires_grad_(True), targets)
+    loss.backward()
+    assert tokens.grad is not None
+    assert tokens.grad.abs().sum() > 0
+    assert table.grad is None  # the LM's table is not moved by this loss
+    words = regions.token_words(aligned, table, list(VOCAB), top=3)
+    assert set(words[0][0]) == {"red", "cube", "left"}
+    assert words[0][1][0] == "nothing"
