@@ -66,7 +66,14 @@ def test_publishes_every_stream_at_its_rate(make_zenoh) -> None:
     assert frame.pixels.std() > 5  # shaded shapes, not a blank frame
     info = got["/camera/camera_info"][-1]
     assert (info.width, info.height) == (640, 480)
-    assert info.header.stamp == image.header.stamp
+
+    # one CameraInfo per frame with the frame's stamp; the two streams arrive independently, so
+    # the newest of each may differ when the node closes (and best effort may lose one or two)
+    def stamps(topic: str) -> set[tuple[int, int]]:
+        return {(m.header.stamp.sec, m.header.stamp.nanosec) for m in got[topic]}
+
+    images, infos = stamps("/camera/image_raw"), stamps("/camera/camera_info")
+    assert len(images & infos) >= 0.9 * max(len(images), len(infos))
     truth = json.loads(got["/sim_world/ground_truth"][-1].data)
     assert {"objects", "motion"} <= set(truth)
     accel = np.array(
