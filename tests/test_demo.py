@@ -62,3 +62,41 @@ def test_demo_no_images_writes_no_pictures(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     assert "/camera_adapter" not in proc.stdout  # adapters inside model_service
     assert not list(tmp_path.glob("*.png"))
+
+
+class _NoBus:
+    def create_subscription(self, *_args: object) -> None:
+        return None
+
+
+def _observer_with(truths: dict[int, dict]) -> object:
+    from mm_ros.cli.demo_cmd import Observer
+
+    observer = Observer(_NoBus())
+    observer.truths.update(truths)
+    return observer
+
+
+def test_audio_question_waits_for_the_end_of_a_sound() -> None:
+    from mm_ros.cli.demo_cmd import NS
+
+    end = 10 * NS
+    sound = {"sound": "clap", "onset_ns": end - NS // 2, "end_ns": end, "peak": 0.5}
+    frames = {end + k * NS // 30: {"last_sound": sound} for k in range(-60, 30)}
+    observer = _observer_with(frames)
+    # newest frame 0.2 s after the end: the newest stamp inside [end - 0.1 s, end + 0.25 s)
+    found = observer.after_sound(end + NS // 5)
+    assert found is not None
+    assert end - NS // 10 <= found <= end + NS // 5
+    assert observer.after_sound(end - NS // 2) is None  # the sound is still far from its end
+    assert observer.after_sound(end + 2 * NS) is None  # too long ago for "just heard"
+
+
+def test_motion_question_waits_for_steady_motion() -> None:
+    from mm_ros.cli.demo_cmd import NS
+
+    frames = {k * NS // 30: {"motion": "still" if k < 60 else "walking forward"} for k in range(90)}
+    observer = _observer_with(frames)
+    assert observer.steady_motion(70 * NS // 30) is None  # changed 1/3 s ago
+    assert observer.steady_motion(89 * NS // 30) == 89 * NS // 30  # held for 0.97 s
+    assert observer.steady_motion(NS // 10) is None  # less than half a second in hand

@@ -105,7 +105,11 @@ def _truth_lines(question: Question, truth: dict[str, Any], answer: AnswerValue)
         return lines
     if question.truth == "audio":
         sound = truth.get("last_sound") or {}
-        return [f"truth: last sound {sound.get('sound', 'none')}"]
+        if not sound:
+            return ["truth: no sound yet"]
+        ago = (int(truth["stamp_ns"]) - sound["end_ns"]) / NS
+        when = f"ended {ago:.2f} s before" if ago >= 0 else f"ends {-ago:.2f} s after"
+        return [f"truth: last sound {sound['sound']} ({when} the frame)"]
     return [f"truth: motion {truth['motion']}"]
 
 
@@ -172,6 +176,35 @@ class Observer:
             before = [s for s in self.truths if s <= stamp_ns] or list(self.truths)
             return self.truths[max(before)]
 
+    def after_sound(self, newest_ns: int) -> int | None:
+        """Return a stamp of the last second, before ``newest_ns``, just after a sound ended.
+
+        "What did I just hear?" has one answer from 0.1 s before an event ends to 0.25 s after
+        it: the window the training questions are asked in (`DataConfig.audio_*_s`).
+        """
+        with self._lock:
+            for stamp in sorted(self.truths, reverse=True):
+                if stamp > newest_ns:
+                    continue
+                if stamp < newest_ns - NS:
+                    break
+                sound = self.truths[stamp].get("last_sound")
+                if sound and sound["end_ns"] - NS // 10 <= stamp < sound["end_ns"] + NS // 4:
+                    return stamp
+        return None
+
+    def steady_motion(self, newest_ns: int) -> int | None:
+        """Return ``newest_ns``'s frame stamp if the motion label held for the 0.5 s before it.
+
+        Training asks "how am I moving?" only there (`DataConfig.motion_stable_s`).
+        """
+        with self._lock:
+            stamps = [s for s in self.truths if newest_ns - NS // 2 <= s <= newest_ns]
+            if not stamps or min(stamps) > newest_ns - NS // 2 + NS // 10:
+                return None  # less than the half second in hand
+            labels = {self.truths[s]["motion"] for s in stamps}
+            return max(stamps) if len(labels) == 1 else None
+
     def newest(self) -> tuple[int, dict[str, Any]] | None:
         """Return the newest stamp with both a frame and its truth, and that truth."""
         with self._lock:
@@ -217,13 +250,32 @@ def _ask(bus: Any, question: Question, stamp_ns: int) -> AnswerValue:
     return answer_value(result.answer)
 
 
+def _moment(observer: Observer, kind: str, stamp_ns: int, wait_s: float = 15.0) -> int:
+    """Wait for a moment with one clear answer: just after a sound, in steady motion.
+
+    Falls back to ``stamp_ns`` when none comes within ``wait_s``.
+    """
+    find = observer.after_sound if kind == "audio" else observer.steady_motion
+    deadline = time.monotonic() + wait_s
+    while time.monotonic() < deadline:
+        got = observer.newest()
+        if got is not None:
+            found = find(got[0] - NS // 10)
+            if found is not None:
+                return found
+        time.sleep(0.05)
+    return stamp_ns
+
+
 def _report(
     observer: Observer, question: Question, answer: AnswerValue, picture: Path | None
 ) -> None:
     """Print the answer's boxes and latency with the truth of the frame used; draw it."""
     from mm_ros.cli.ask_cmd import describe
 
-    used = answer.image.stamp_ns if answer.image else answer.stamp_ns
+    # the truth of the frame the answer looked at; for sound and motion, of the newest sample
+    seen = answer.image is not None and question.truth in ("spatial", "grounding")
+    used = answer.image.stamp_ns if seen and answer.image else answer.stamp_ns
     truth = observer.truth_at(used)
     print("\n".join(describe(answer).splitlines()[1:]))  # the text was streamed already
     print(f"frame {truth['index']} (stamp {used / NS:.3f} s):")
@@ -274,6 +326,8 @@ def _demo(args: argparse.Namespace) -> int:
                     question = _phrase(template, got[1])
                     # 100 ms back: every adapter has encoded that moment by now
                     stamp_ns = got[0] - NS // 10
+                    if template.truth in ("audio", "motion"):
+                        stamp_ns = _moment(observer, template.truth, stamp_ns)
                     print(f"\n== Q{index + 1}: {question.text}")
                     answer = _ask(bus, question, stamp_ns)
                     if answer.error:
