@@ -658,8 +658,11 @@ class ZenohBus:
             }
         )
 
-    def graph(self, timeout_s: float = 1.0) -> list[naming.GraphEntity]:
+    def graph(self, timeout_s: float = 3.0) -> list[naming.GraphEntity]:
         """Every ROS 2 entity visible in this domain, from the liveliness tokens.
+
+        The query ends when the router has answered (milliseconds); ``timeout_s`` only bounds
+        a router too busy to answer, which would otherwise cut the list short.
 
         Right after the session opens, the router may not have answered for every peer yet: while
         the session is younger than ``GRAPH_SETTLE_S`` the query is repeated until two answers in

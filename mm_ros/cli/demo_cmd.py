@@ -267,6 +267,20 @@ def _moment(observer: Observer, kind: str, stamp_ns: int, wait_s: float = 15.0) 
     return stamp_ns
 
 
+def _wait_for_nodes(bus: Any, expected: set[str], timeout_s: float = 30.0) -> list[str]:
+    """Wait until every node in ``expected`` has shown in a graph query; return all seen."""
+    from mm_ros.bus.zenoh_bus import wait_until
+
+    seen: set[str] = set()  # a busy router may leave a node out of one answer: keep the union
+
+    def all_up() -> bool:
+        seen.update(bus.node_names())
+        return expected <= seen
+
+    wait_until(all_up, timeout_s, f"nodes {sorted(expected)}")
+    return sorted(seen)
+
+
 def _report(
     observer: Observer, question: Question, answer: AnswerValue, picture: Path | None
 ) -> None:
@@ -318,8 +332,8 @@ def _demo(args: argparse.Namespace) -> int:
                 wait_until(lambda: observer.newest() is not None, 30, "frames and ground truth")
                 time.sleep(1.0)  # the adapters' first tokens (they encode at 10 Hz)
                 expected = {"/mm" if n == "model_service" else f"/{n}" for n in processes}
-                wait_until(lambda: expected <= set(bus.node_names()), 30, f"nodes {expected}")
-                print(f"== graph up after {time.monotonic() - started:.1f} s: {bus.node_names()}")
+                seen = _wait_for_nodes(bus, expected)
+                print(f"== graph up after {time.monotonic() - started:.1f} s: {seen}")
                 for index, template in enumerate(SCRIPT[: args.questions]):
                     got = observer.newest()
                     assert got is not None
