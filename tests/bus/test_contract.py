@@ -89,10 +89,17 @@ def test_order_and_numpy_views(make_node) -> None:
 
 
 def test_latched_late_joiner_gets_last_sample(make_node) -> None:
-    talker, listener = make_node("talker"), make_node("listener")
+    talker, listener, early = make_node("talker"), make_node("listener"), make_node("early")
     pub = talker.create_publisher("/status", "std_msgs/msg/String", LATCHED)
+    # An early subscriber shows when both samples have left the talker: a subscription made
+    # while they are still in flight may rightly get them live, and would not be a late joiner.
+    seen: list[str] = []
+    early.create_subscription("/status", "std_msgs/msg/String", lambda m: seen.append(m.data),
+                              RELIABLE)  # fmt: skip
+    matched(talker, "/status")
     pub.publish({"data": "old"})
     pub.publish({"data": "latest"})
+    wait_until(lambda: "latest" in seen, 10, "both samples delivered")
     got: list[str] = []
     listener.create_subscription(
         "/status", "std_msgs/msg/String", lambda m: got.append(m.data), LATCHED
