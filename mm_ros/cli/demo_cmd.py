@@ -288,8 +288,9 @@ def _report(
     from mm_ros.cli.ask_cmd import describe
 
     # the truth of the frame the answer looked at; for sound and motion, of the newest sample
-    seen = answer.image is not None and question.truth in ("spatial", "grounding")
-    used = answer.image.stamp_ns if seen and answer.image else answer.stamp_ns
+    used = answer.stamp_ns
+    if answer.image is not None and question.truth in ("spatial", "grounding"):
+        used = answer.image.stamp_ns
     truth = observer.truth_at(used)
     print("\n".join(describe(answer).splitlines()[1:]))  # the text was streamed already
     print(f"frame {truth['index']} (stamp {used / NS:.3f} s):")

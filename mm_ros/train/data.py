@@ -437,7 +437,7 @@ class Dataset:
     imu: NDArray[np.float32]  # (N, rows, 6) raw units
     examples: list[Example]
     image_size: tuple[int, int]  # source width, height
-    # per snapshot: the visible objects, nearest first (`regions.snapshot_objects`)
+    # per snapshot: the visible objects, nearest first (`snapshot_objects`)
     objects: list[list[dict[str, Any]]] = field(default_factory=list)
 
     def of_kind(self, *kinds: Kind) -> list[Example]:
