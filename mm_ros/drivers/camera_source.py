@@ -228,10 +228,13 @@ class CameraSource:
                     capture = self._reopen(reason) if not replayed else self._loop()
                     continue
                 if replayed:  # play at the file's rate, as a camera would deliver it
-                    next_ns += round(NS_PER_S / self.playback_fps)
-                    wait_s = (next_ns - time.monotonic_ns()) / NS_PER_S
-                    if wait_s > 0 and self._stop.wait(wait_s):
+                    period_ns = round(NS_PER_S / self.playback_fps)
+                    next_ns += period_ns
+                    late_ns = time.monotonic_ns() - next_ns
+                    if late_ns < 0 and self._stop.wait(-late_ns / NS_PER_S):
                         return
+                    if late_ns > period_ns:  # fell behind (busy CPU): go on from now, no burst
+                        next_ns += late_ns
                 rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
                 on_frame(Frame(time.time_ns(), self.config.frame_id, rgb, PixelFormat.RGB8))
                 self.frames += 1
