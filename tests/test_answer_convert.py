@@ -65,7 +65,10 @@ def test_answer_fields_follow_the_message_layout() -> None:
 
 
 def test_round_trip_through_cdr_keeps_everything_the_message_carries() -> None:
-    back = convert.answer_value(through_cdr(convert.answer(VALUE), ANSWER))
+    message = through_cdr(convert.answer(VALUE), ANSWER)
+    for detection in message.detections.detections:  # no pose estimate: identity, not zeros
+        assert detection.results[0].pose.pose.orientation.w == 1.0
+    back = convert.answer_value(message)
     assert back.detections == VALUE.detections
     assert back.bearings == VALUE.bearings
     assert back.image == ImageRef(VALUE.image.stamp_ns, "camera_optical", 0, 0)  # size not sent

@@ -141,6 +141,17 @@ def test_values_reject_unknown_fields_and_wrong_array_length() -> None:
         from_dict(store, "mm_ros/msg/TokenEmbeddings", {"input_to_source": [1, 2, 3]})
 
 
+def test_omitted_fields_get_the_defaults_the_definitions_declare() -> None:
+    store = get_store()
+    pose = from_dict(store, "geometry_msgs/msg/Pose", {"position": {"x": 1.0}})
+    assert (pose.orientation.x, pose.orientation.y, pose.orientation.z) == (0.0, 0.0, 0.0)
+    assert pose.orientation.w == 1.0  # Quaternion.msg: float64 w 1 (rclpy's Quaternion() too)
+    turned = from_dict(store, "geometry_msgs/msg/Quaternion", {"z": 1.0, "w": 0.0})
+    assert (turned.z, turned.w) == (1.0, 0.0)  # given values win over declared defaults
+    detection = from_dict(store, "vision_msgs/msg/ObjectHypothesisWithPose", {})
+    assert detection.pose.pose.orientation.w == 1.0
+
+
 def test_audio_layout_is_a_setting() -> None:
     drivers = get_store("jazzy", "ros-drivers")
     whisper = get_store("jazzy", "mgonzs13")

@@ -21,6 +21,9 @@ NUMPY_DTYPES = {
     "int64": np.int64, "uint64": np.uint64, "float32": np.float32, "float64": np.float64,
 }  # fmt: skip
 _DEFAULTS: dict[str, Any] = {"bool": False, "string": "", "wstring": ""}
+# Field defaults the .msg files declare (``float64 w 1``); rosbags' type descriptions drop them,
+# and rclpy's constructors apply them: an omitted orientation must be the identity, not zeros.
+FIELD_DEFAULTS: dict[str, dict[str, Any]] = {"geometry_msgs/msg/Quaternion": {"w": 1.0}}
 
 
 def _default(desc: Any, store: InterfaceStore) -> Any:
@@ -65,9 +68,10 @@ def from_dict(store: InterfaceStore, typename: str, data: Mapping[str, Any]) -> 
         msg = f"{full} has no field(s) {sorted(unknown)}; its fields are {sorted(known)}"
         raise CdrError(msg)
     kwargs = {}
+    declared = FIELD_DEFAULTS.get(full, {})
     for name, desc in fielddefs:
         if name not in data:
-            kwargs[name] = _default(desc, store)
+            kwargs[name] = declared[name] if name in declared else _default(desc, store)
         elif is_dataclass(data[name]):  # already a message
             kwargs[name] = data[name]
         elif desc[0] == Nodetype.NAME:
