@@ -45,6 +45,13 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         action="store_true",
         help="ask side, box, identify and refer questions about every object in view",
     )
+    tiny.add_argument(
+        "--crowd-curriculum",
+        default="",
+        metavar="STEP:MOST,...",
+        help="image questions only about snapshots with at most MOST objects in view from "
+        "stage-2 step STEP on, e.g. 0:1,400:2,800:99 (default: no limit, the shipped recipe)",
+    )
     tiny.add_argument("--ship", action="store_true", help="copy the model into the package")
     tiny.add_argument("--no-progress", action="store_true", help="no progress bar")
     tiny.set_defaults(handler=cmd_tiny)
@@ -60,7 +67,7 @@ def cmd_tiny(args: argparse.Namespace) -> int:
     """Train, write OUT/mm-tiny, optionally ship it into the package."""
     import dataclasses
 
-    from mm_ros.train.trainer import TrainConfig, train
+    from mm_ros.train.trainer import TrainConfig, parse_crowd, train
 
     if args.steps < 0 or args.episodes < 0 or args.batch < 0 or args.align_weight < 0:
         raise ConfigError("--steps, --episodes, --batch and --align-weight must be >= 0")
@@ -70,6 +77,7 @@ def cmd_tiny(args: argparse.Namespace) -> int:
         threads=args.threads,
         align_weight=args.align_weight,
         every_object=args.every_object,
+        crowd_curriculum=parse_crowd(args.crowd_curriculum),
     )
     if args.steps:
         stage1 = round(args.steps * STAGE1_SHARE)

@@ -73,6 +73,11 @@ class TrainConfig:
         (1000, ("identify",)),
         (1400, ("grounding", "refer")),
     )
+    # Questions about the image are first asked only of snapshots with few objects in view
+    # (stage-2 step, most objects in view; empty: no limit). A random LM learns to read one
+    # object's tokens quickly but to pick the named object among many only after it can read
+    # one (model card: oracle probe).
+    crowd_curriculum: tuple[tuple[int, int], ...] = ()
     warmup_steps: int = 50
     weight_decay: float = 0.01
     word_dropout: float = 0.05  # question words replaced by <unk>: new words are not fatal
@@ -209,11 +214,49 @@ def kinds_at(stage2_step: int, config: TrainConfig) -> set[str]:
     return {k for start, kinds in config.curriculum if start <= stage2_step for k in kinds}
 
 
+def parse_crowd(text: str) -> tuple[tuple[int, int], ...]:
+    """``"0:1,400:2,800:99"`` → ((0, 1), (400, 2), (800, 99)); steps increasing, limits >= 1."""
+    stages: list[tuple[int, int]] = []
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        step, sep, most = part.partition(":")
+        try:
+            stage = (int(step), int(most)) if sep else None
+        except ValueError:
+            stage = None
+        if stage is None or stage[0] < 0 or stage[1] < 1:
+            raise ConfigError(
+                f"crowd curriculum: expected STEP:MOST_OBJECTS pairs like 0:1,400:2, found {part!r}"
+            )
+        if stages and stage[0] <= stages[-1][0]:
+            raise ConfigError(f"crowd curriculum: steps must increase, found {text!r}")
+        stages.append(stage)
+    return tuple(stages)
+
+
+def crowd_limit(stage2_step: int, config: TrainConfig) -> int | None:
+    """Most objects in view a snapshot may have for image questions now (None: any)."""
+    limit = None
+    for start, most in config.crowd_curriculum:
+        if start <= stage2_step:
+            limit = most
+    return limit
+
+
 def step_rows(
-    step: int, config: TrainConfig, by_snap: dict[int, list[Example]], rng: np.random.Generator
+    step: int,
+    config: TrainConfig,
+    by_snap: dict[int, list[Example]],
+    rng: np.random.Generator,
+    in_view: Sequence[int] = (),
 ) -> list[list[Example]]:
-    """Return the questions of one step: per chosen snapshot, its captions or its questions."""
+    """Return the questions of one step: per chosen snapshot, its captions or its questions.
+
+    ``in_view`` (objects in view per snapshot) applies ``config.crowd_curriculum``.
+    """
     snaps = sorted(by_snap)
+    limit = crowd_limit(step - config.stage1_steps, config) if in_view else None
+    if limit is not None:  # the crowd curriculum draws from the snapshots it allows
+        snaps = [snap for snap in snaps if in_view[snap] <= limit] or snaps
     chosen = rng.choice(len(snaps), size=min(config.batch, len(snaps)), replace=False)
     rows = []
     for index in chosen:
@@ -411,6 +454,9 @@ def train(  # noqa: PLR0912, PLR0915 - the loop reads best in one piece
         )
         dataset = data_mod.load_or_build(data_config, inputs_of(model), out / "data", progress)
     by_snap = _by_snapshot(dataset.examples)
+    in_view = [len(objects) for objects in dataset.objects]
+    if config.crowd_curriculum and len(in_view) != len(dataset.images):
+        raise ConfigError("crowd_curriculum needs the objects of every snapshot in the dataset")
     align = Alignment.of(model, dataset, config)
     checkpoint = out / CHECKPOINT
     step = 0
@@ -438,7 +484,7 @@ def train(  # noqa: PLR0912, PLR0915 - the loop reads best in one piece
             optimizer = _optimizer(model, 2, config)
         stage2_now = step >= config.stage1_steps
         rng = np.random.default_rng([config.seed, step])
-        rows = step_rows(step, config, by_snap, rng)
+        rows = step_rows(step, config, by_snap, rng, in_view)
         if not rows:
             raise ConfigError(f"step {step}: none of the chosen snapshots has a question to ask")
         for group in optimizer.param_groups:

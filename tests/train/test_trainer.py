@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from mm_ros.core.errors import CheckpointError
+from mm_ros.core.errors import CheckpointError, ConfigError
 from mm_ros.train import data, trainer
 from mm_ros.train.layout import drop_words
 from mm_ros.train.tasks import Kind
@@ -157,6 +157,41 @@ def test_stage_one_asks_captions_and_stage_two_the_rest(small_dataset: data.Data
     end = trainer.step_rows(late.total_steps - 1, late, by_snap, rng)
     assert {e.kind for row in end for e in row} >= {"motion", "spatial"}
     assert trainer.kinds_at(10_000, BASE) == {k.value for k in Kind} - {"caption"}
+
+
+def test_crowd_curriculum_draws_snapshots_with_few_objects_first(
+    small_dataset: data.Dataset,
+) -> None:
+    by_snap = trainer._by_snapshot(small_dataset.examples)
+    in_view = [len(objects) for objects in small_dataset.objects]
+    assert min(in_view) <= 1 < max(in_view)  # the subset has both kinds of snapshot
+    config = dataclasses.replace(BASE, crowd_curriculum=((0, 1), (50, 2), (100, 99)))
+    assert [trainer.crowd_limit(s, config) for s in (0, 49, 50, 100)] == [1, 1, 2, 99]
+    assert trainer.crowd_limit(0, BASE) is None
+
+    def crowds(stage2_step: int) -> set[int]:
+        seen = set()
+        for seed in range(20):
+            rng = np.random.default_rng(seed)
+            step = config.stage1_steps + stage2_step
+            rows = trainer.step_rows(step, config, by_snap, rng, in_view)
+            seen |= {in_view[row[0].snap] for row in rows}
+        return seen
+
+    assert max(crowds(0)) <= 1
+    assert max(crowds(60)) <= 2
+    assert max(crowds(100)) > 2  # the limit is lifted
+
+
+@pytest.mark.parametrize("text", ["0", "0:x", "0:0", "-1:2", "400:2,100:3", "0:1,,0:2"])
+def test_bad_crowd_curriculum_says_what_was_expected(text: str) -> None:
+    with pytest.raises(ConfigError, match="crowd curriculum"):
+        trainer.parse_crowd(text)
+
+
+def test_crowd_curriculum_text() -> None:
+    assert trainer.parse_crowd("0:1, 400:2,800:99") == ((0, 1), (400, 2), (800, 99))
+    assert trainer.parse_crowd("") == ()
 
 
 def test_alignment_pulls_image_tokens_towards_their_words(
