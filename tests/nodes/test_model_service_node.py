@@ -101,7 +101,9 @@ def test_ask_streams_answers_and_publishes_detections_of_the_image_used(
     assert counts == sorted(counts)
     assert counts[-1] <= value.generated_tokens
     assert value.image is not None
-    assert images.get(value.image.stamp_ns) == value.image.frame_id  # a frame sim_world sent
+    # a frame sim_world sent (this best-effort subscriber may have missed that very sample)
+    assert value.image.frame_id in set(images.values())
+    assert min(images) <= value.image.stamp_ns <= max(images)
     wait_until(lambda: detections and answers, WAIT_S, "detections and answer topics")
     header = detections[-1].header
     assert header.stamp.sec * NS + header.stamp.nanosec == value.image.stamp_ns
