@@ -100,3 +100,32 @@ def test_motion_question_waits_for_steady_motion() -> None:
     assert observer.steady_motion(70 * NS // 30) is None  # changed 1/3 s ago
     assert observer.steady_motion(89 * NS // 30) == 89 * NS // 30  # held for 0.97 s
     assert observer.steady_motion(NS // 10) is None  # less than half a second in hand
+
+
+def _image(stamp_ns: int) -> object:
+    from types import SimpleNamespace
+
+    from mm_ros.cli.demo_cmd import NS
+
+    header = SimpleNamespace(stamp=SimpleNamespace(sec=stamp_ns // NS, nanosec=stamp_ns % NS))
+    return SimpleNamespace(header=header)
+
+
+def test_a_pinned_question_keeps_its_frames_and_a_missed_frame_falls_back() -> None:
+    from mm_ros.cli.demo_cmd import NS, PICTURE_GAP_NS
+
+    observer = _observer_with({})
+    period = NS // 30
+    asked = 10 * period
+    observer.pin(asked)
+    for k in range(300):  # 10 s of frames while a slow answer is being made
+        if k != 10:  # the best-effort subscription missed the frame the answer used
+            observer._on_image(_image(k * period))
+    assert asked - NS // 2 <= min(observer.frames)  # older frames went
+    assert len(observer.frames) <= 90 + 31  # the newest 90 plus the pinned second
+    stamp, _ = observer.frame_near(asked, PICTURE_GAP_NS)
+    assert abs(stamp - asked) == period  # a neighbour of the missed frame
+    observer.pin(None)
+    observer._on_image(_image(300 * period))
+    assert len(observer.frames) == 90  # unpinned: only the newest are kept
+    assert observer.frame_near(asked, PICTURE_GAP_NS) is None

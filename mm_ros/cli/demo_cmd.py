@@ -28,6 +28,7 @@ if TYPE_CHECKING:
 EXIT_OK, EXIT_RUNTIME = 0, 1
 NS = 1_000_000_000
 READY_S = 120.0  # model loading in four processes on two cores
+PICTURE_GAP_NS = NS // 5  # a picture may use a neighbouring frame if the demo missed the one used
 ANSWER_S = 60.0
 ADAPTERS = ("camera_adapter", "audio_adapter", "imu_adapter")
 
@@ -149,6 +150,7 @@ class Observer:
 
         self.frames: dict[int, Any] = {}
         self.truths: dict[int, dict[str, Any]] = {}
+        self.pinned: tuple[int, int] | None = None  # frames kept however old (a question's)
         self._lock = threading.Lock()
         bus.create_subscription(
             "/camera/image_raw", "sensor_msgs/msg/Image", self._on_image, SENSOR_DATA
@@ -161,7 +163,13 @@ class Observer:
         with self._lock:
             self.frames[m.header.stamp.sec * NS + m.header.stamp.nanosec] = m
             for old in sorted(self.frames)[:-90]:
-                del self.frames[old]
+                if self.pinned is None or not self.pinned[0] <= old <= self.pinned[1]:
+                    del self.frames[old]
+
+    def pin(self, stamp_ns: int | None) -> None:
+        """Keep the frames within 0.5 s of ``stamp_ns`` until the next pin (None: none)."""
+        with self._lock:
+            self.pinned = None if stamp_ns is None else (stamp_ns - NS // 2, stamp_ns + NS // 2)
 
     def _on_truth(self, m: Any) -> None:
         truth = json.loads(m.data)
@@ -205,6 +213,19 @@ class Observer:
             labels = {self.truths[s]["motion"] for s in stamps}
             return max(stamps) if len(labels) == 1 else None
 
+    def frame_near(self, stamp_ns: int, max_gap_ns: int) -> tuple[int, Any] | None:
+        """Return the kept frame closest to ``stamp_ns`` (stamp, message), if within the gap.
+
+        The camera topic is best effort: the demo may have missed the very frame an answer used.
+        """
+        with self._lock:
+            if not self.frames:
+                return None
+            closest = min(self.frames, key=lambda s: abs(s - stamp_ns))
+            if abs(closest - stamp_ns) > max_gap_ns:
+                return None
+            return closest, self.frames[closest]
+
     def newest(self) -> tuple[int, dict[str, Any]] | None:
         """Return the newest stamp with both a frame and its truth, and that truth."""
         with self._lock:
@@ -212,16 +233,19 @@ class Observer:
             return (both[-1], self.truths[both[-1]]) if both else None
 
 
-def _picture(observer: Observer, answer: AnswerValue, truth: dict[str, Any], path: Path) -> None:
+def _picture(observer: Observer, answer: AnswerValue, truth: dict[str, Any], path: Path) -> str:
+    """Draw the answer's boxes over the truth's on the frame used; return what was written."""
     import cv2
     import numpy as np
 
     from mm_ros.core.images import decode_image
     from mm_ros.llm.annotate import annotate
 
-    m = observer.frames.get(int(truth["stamp_ns"]))
-    if m is None:
-        return
+    wanted = int(truth["stamp_ns"])
+    found = observer.frame_near(wanted, PICTURE_GAP_NS)
+    if found is None:
+        return f"picture: not written (the demo kept no frame within 0.2 s of {wanted / NS:.3f} s)"
+    stamp, m = found
     rgb = decode_image(m.encoding, m.width, m.height, m.step, bool(m.is_bigendian), m.data).rgb()
     canvas = np.ascontiguousarray(rgb).copy()
     for obj in truth["objects"]:
@@ -230,6 +254,10 @@ def _picture(observer: Observer, answer: AnswerValue, truth: dict[str, Any], pat
             cv2.rectangle(canvas, (x1, y1), (x2, y2), (255, 255, 255), 1)  # truth: thin white
     drawn = annotate(canvas, answer.detections, answer.bearings, answer.question)
     cv2.imwrite(str(path), cv2.cvtColor(drawn, cv2.COLOR_RGB2BGR))
+    if stamp == wanted:
+        return f"picture: {path}"
+    gap_ms = (stamp - wanted) / 1e6
+    return f"picture: {path} (on the frame {gap_ms:+.0f} ms from the one used: the demo missed it)"
 
 
 def _ask(bus: Any, question: Question, stamp_ns: int) -> AnswerValue:
@@ -298,8 +326,7 @@ def _report(
         print(line)
     if picture is not None:
         picture.parent.mkdir(parents=True, exist_ok=True)
-        _picture(observer, answer, truth, picture)
-        print(f"picture: {picture}")
+        print(_picture(observer, answer, truth, picture))
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -344,6 +371,7 @@ def _demo(args: argparse.Namespace) -> int:
                     if template.truth in ("audio", "motion"):
                         stamp_ns = _moment(observer, template.truth, stamp_ns)
                     print(f"\n== Q{index + 1}: {question.text}")
+                    observer.pin(stamp_ns)  # a slow answer must still find its frame
                     answer = _ask(bus, question, stamp_ns)
                     if answer.error:
                         failures += 1
