@@ -59,12 +59,6 @@ def token_regions(
     return np.asarray(out, dtype=np.float64)
 
 
-def _overlap(region: NDArray[np.float64], box: Sequence[float]) -> float:
-    w = min(float(region[2]), box[2]) - max(float(region[0]), box[0])
-    h = min(float(region[3]), box[3]) - max(float(region[1]), box[1])
-    return max(0.0, w) * max(0.0, h)
-
-
 def token_targets(
     objects: Sequence[Sequence[Mapping[str, Any]]],
     regions: NDArray[np.float64],
@@ -85,11 +79,12 @@ def token_targets(
         raise ConfigError(f"token targets: the vocabulary lacks {missing[:5]}")
     area = (regions[:, 2] - regions[:, 0]) * (regions[:, 3] - regions[:, 1])
     out = np.full((len(objects), len(regions), MAX_TARGETS), PAD, dtype=np.int64)
+    plain = regions.tolist()  # plain floats for the per-object overlap test
     for s, snapshot in enumerate(objects):
-        for t, region in enumerate(regions):
+        for t, region in enumerate(plain):
             words = [BACKGROUND_WORD]
             for obj in snapshot:  # nearest first
-                if _overlap(region, obj["box_px"]) >= min_cover * area[t]:
+                if tasks.intersection(region, obj["box_px"]) >= min_cover * area[t]:
                     words = [obj["colour"], obj["shape"], obj["side"]]
                     words += [tasks.PERCENT_TOKENS[int(v)] for v in obj["percent"]]
                     break
