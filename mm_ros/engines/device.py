@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
 from mm_ros.core.diagnostics import GpuMemory
-from mm_ros.core.errors import EngineError, RuntimeUnavailableError
+from mm_ros.core.errors import ConfigError, EngineError, RuntimeUnavailableError
 from mm_ros.engines.runtimes.base import RuntimeKind
 
 MEMINFO = Path("/proc/meminfo")
@@ -19,6 +20,33 @@ class GpuIdentity:
     tensorrt_version: str
     gpu_name: str
     compute_capability: str
+
+
+DEVICE_HELP = "auto, cpu, cuda or cuda:N"
+_DEVICE = re.compile(r"auto|cpu|cuda(:[0-9]+)?")
+
+
+def check_device(text: str, what: str = "device") -> str:
+    """Return ``text`` if it names a torch device this project accepts, else raise ConfigError."""
+    if not _DEVICE.fullmatch(text):
+        raise ConfigError(f"{what}: expected {DEVICE_HELP}, found {text!r}")
+    return text
+
+
+def resolve_device(text: str, what: str = "device") -> str:
+    """Turn ``auto`` into ``cuda`` when torch sees a CUDA GPU, else ``cpu``; others unchanged.
+
+    An explicit ``cuda`` stays ``cuda`` even without a GPU: the loader then says none is visible
+    rather than quietly running on the CPU.
+    """
+    check_device(text, what)
+    if text != "auto":
+        return text
+    try:
+        import torch
+    except ImportError:
+        return "cpu"
+    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 def gpu_identity() -> GpuIdentity:

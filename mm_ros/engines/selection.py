@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from mm_ros.core.errors import ConfigError, EngineError, RuntimeUnavailableError
+from mm_ros.engines.device import check_device, resolve_device
 from mm_ros.engines.runtimes.base import Runtime, RuntimeKind
 from mm_ros.engines.runtimes.onnxruntime import CPU_EP, CUDA_EP, TRT_EP, OrtOptions
 
@@ -32,7 +33,7 @@ class EngineConfig:
         RuntimeKind.ONNXRUNTIME,
         RuntimeKind.TORCH,
     )  # fastest first; torch always works, so it ends the list
-    device: str = "cpu"  # torch device for the torch runtimes: cpu | cuda | cuda:N
+    device: str = "auto"  # torch runtimes: auto (cuda when visible) | cpu | cuda | cuda:N
     onnx_path: str = ""  # exported ONNX for onnxruntime ("" = <adapter>/model.onnx)
     engine_cache_dir: str = "engines/cache"
     engine_name: str = ""  # manifest name of the TensorRT engine ("" = adapter name)
@@ -49,6 +50,7 @@ class EngineConfig:
             )
         if self.max_batch < 1:
             raise ConfigError(f"max_batch must be >= 1, found {self.max_batch}")
+        check_device(self.device, "adapter device")
 
 
 @dataclass(frozen=True)
@@ -148,6 +150,7 @@ def select_runtime(
     preference: Sequence[RuntimeKind] | None = None,
 ) -> Selection:
     """Create the first runtime in the preference list that works; log every one skipped."""
+    config = replace(config, device=resolve_device(config.device, "adapter device"))
     fallbacks: list[Fallback] = []
     for kind in preference or config.preference:
         try:

@@ -42,6 +42,7 @@ class AdapterNodeConfig(SensorInputsConfig, ManagedConfig):
     model_dir: str = param("", "model whose adapter runs here; empty = the embedded default")
     adapter_dir: str = param("", "adapter checkpoint folder; overrides model_dir")
     runtimes: str = param("tensorrt,onnxruntime,torch", "adapter runtimes, fastest first")
+    device: str = param("auto", "torch runtimes: auto (cuda when visible), cpu, cuda, cuda:N")
     engine_cache_dir: str = param("engines/cache", "TensorRT engine cache folder")
     rate_hz: float = param(10.0, "encode at most this often (newest data only)")
     dtype: str = param("float32", "token dtype on the wire: float32 or float16")
@@ -52,6 +53,9 @@ class AdapterNodeConfig(SensorInputsConfig, ManagedConfig):
             raise ConfigError(f"rate_hz must be > 0, found {self.rate_hz}")
         if self.dtype not in {"float32", "float16"}:
             raise ConfigError(f"dtype must be float32 or float16, found {self.dtype!r}")
+        from mm_ros.engines.device import check_device
+
+        check_device(self.device)
 
 
 class AdapterNode(LifecycleNode):
@@ -137,7 +141,9 @@ class AdapterNode(LifecycleNode):
         from mm_ros.nodes.model_service import ModelServiceConfig
 
         engine = (
-            ModelServiceConfig(runtimes=c.runtimes, engine_cache_dir=c.engine_cache_dir)
+            ModelServiceConfig(
+                runtimes=c.runtimes, engine_cache_dir=c.engine_cache_dir, device=c.device
+            )
             .backend_config()
             .engine
         )

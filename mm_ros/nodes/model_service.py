@@ -57,7 +57,7 @@ class ModelServiceConfig(SensorInputsConfig, ManagedConfig):
 
     backend: str = param("composed", "composed (adapters + causal LM) or hf-vlm")
     model_dir: str = param("", "model folder; empty = the embedded default mm-tiny")
-    device: str = param("cpu", "torch device of the language model: cpu, cuda, cuda:N")
+    device: str = param("auto", "LM and adapters: auto (cuda when visible), cpu, cuda, cuda:N")
     dtype: str = param("float32", "language-model weights: float32, float16, bfloat16")
     box_format: str = param("", "box syntax the model writes; empty = the model folder's")
     box_scale: str = param("", "what box numbers mean; empty = the format's usual scale")
@@ -106,7 +106,7 @@ class ModelServiceConfig(SensorInputsConfig, ManagedConfig):
         for name in _names(self.runtimes):
             check_choice("runtimes entry", name, tuple(k.value for k in RuntimeKind))
             kinds.append(RuntimeKind(name))
-        device = "cuda" if self.device.startswith("cuda") else "cpu"
+        device = "cuda" if self.device.startswith("cuda") else self.device  # auto | cpu | cuda
         engine = EngineConfig(
             preference=tuple(kinds), device=device, engine_cache_dir=self.engine_cache_dir
         )
@@ -230,6 +230,10 @@ class ServiceCore:
         """End every waiting question with an error, then release the model."""
         self.cleanup()
 
+    def lm_device(self) -> str:
+        """Return the language model's torch device once loaded (auto resolved), else ""."""
+        return "" if self.engine is None else str(self.engine.backend.device)
+
     def describe(self) -> str:
         """One line: model id and the runtime of every adapter."""
         if self.engine is None:
@@ -238,7 +242,7 @@ class ServiceCore:
             f"{m}: {s.runtime.describe()}" for m, s in self.engine.backend.selections.items()
         )
         remote = f"; remote: {', '.join(self.remote_modalities)}" if self.remote_modalities else ""
-        return f"{self.engine.model_id} ({runtimes}{remote})"
+        return f"{self.engine.model_id}, LM on {self.lm_device()} ({runtimes}{remote})"
 
     # -- questions ---------------------------------------------------------------------------
 

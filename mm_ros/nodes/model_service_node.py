@@ -154,7 +154,7 @@ class ModelServiceNode(LifecycleNode):
     def _report(self) -> None:
         from mm_ros.engines.device import gpu_memory
 
-        device = self.config.device
+        device = self.core.lm_device()
         gpu = (
             gpu_memory(device if ":" in device else "cuda:0") if device.startswith("cuda") else None
         )

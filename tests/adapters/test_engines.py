@@ -299,6 +299,29 @@ def test_selection_with_nothing_available_names_every_reason(tiny: TinyAdapters)
         )
 
 
+def test_selection_resolves_device_auto_before_building(
+    tiny: TinyAdapters, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import torch
+
+    seen: list[str] = []
+
+    def record(adapter: LoadedAdapter, config: EngineConfig) -> object:
+        seen.append(config.device)
+        raise RuntimeUnavailableError("torch", "recorded only")
+
+    adapter = tiny.adapter(tiny_spec(Modality.IMU))
+    only_torch = EngineConfig(preference=(RuntimeKind.TORCH,))
+    for visible in (False, True):
+        monkeypatch.setattr(torch.cuda, "is_available", lambda v=visible: v)
+        with pytest.raises(EngineError):
+            select_runtime(adapter, only_torch, {RuntimeKind.TORCH: record})
+    assert seen == ["cpu", "cuda"]
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    runtime = select_runtime(adapter, only_torch).runtime  # the real torch runtime
+    assert runtime.describe().endswith("eager on cpu")
+
+
 def test_engine_config_validation() -> None:
     with pytest.raises(ConfigError, match="preference list is empty"):
         EngineConfig(preference=())

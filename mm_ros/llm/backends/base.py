@@ -8,8 +8,10 @@ boxes are parsed with ``box_format`` / ``box_scale``.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import importlib
+import logging
 import os
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -17,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from mm_ros.core.boxes import DEFAULT_SCALE, BoxFormat, BoxScale
 from mm_ros.core.errors import BackendError, ConfigError
 from mm_ros.core.prompt import MODALITY_MARKERS, PromptConfig
+from mm_ros.engines.device import check_device, resolve_device
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -26,6 +29,8 @@ if TYPE_CHECKING:
 
     from mm_ros.engines.selection import EngineConfig, Selection
     from mm_ros.engines.session import AdapterSession
+
+log = logging.getLogger(__name__)
 
 BACKENDS = ("composed", "hf-vlm")
 DTYPES = ("float32", "float16", "bfloat16")
@@ -37,7 +42,7 @@ class BackendConfig:
 
     kind: str = "composed"  # composed | hf-vlm
     model_dir: str = ""  # folder with the model; "" = the embedded default (mm-tiny)
-    device: str = "cpu"  # torch device of the language model: cpu | cuda | cuda:N
+    device: str = "auto"  # language model: auto (cuda when visible) | cpu | cuda | cuda:N
     dtype: str = "float32"  # language-model weights; float16 halves GPU memory
     box_format: str = ""  # "" = the model folder's setting (mm_model.json), else BoxFormat value
     box_scale: str = ""  # "" = the format's usual scale (REFERENCE.md section 4)
@@ -48,6 +53,7 @@ class BackendConfig:
             raise ConfigError(f"backend: expected one of {BACKENDS}, found {self.kind!r}")
         if self.dtype not in DTYPES:
             raise ConfigError(f"dtype: expected one of {DTYPES}, found {self.dtype!r}")
+        check_device(self.device)
         if self.box_format:
             box_format(self.box_format)
         if self.box_scale:
@@ -126,7 +132,11 @@ LOADERS = {  # backend name → "module:function", imported only when chosen
 
 
 def load_backend(config: BackendConfig) -> LoadedBackend:
-    """Load the backend ``config.kind`` names."""
+    """Load the backend ``config.kind`` names (``device`` auto resolved here, once)."""
+    device = resolve_device(config.device)
+    if device != config.device:
+        log.info("device auto: language model on %s", device)
+        config = dataclasses.replace(config, device=device)
     module_name, _, function = LOADERS[config.kind].partition(":")
     try:
         module = importlib.import_module(module_name)
