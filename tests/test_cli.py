@@ -98,6 +98,22 @@ def test_usage_errors_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
     capsys.readouterr()
 
 
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--lr", "-0.001"], "--lr must be >= 0"),
+        (["--steps", "-1"], "--steps"),
+        (["--crowd-curriculum", "5:1,2:2"], "steps must increase"),
+    ],
+)
+def test_train_rejects_bad_settings_before_any_work(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, flags: list[str], message: str
+) -> None:
+    assert main(["train", "tiny", "--out", str(tmp_path / "run"), *flags]) == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()  # nothing generated or written
+
+
 def test_console_script_is_installed() -> None:
     exe = Path(sys.executable).with_name("mm-ros")
     if not exe.exists():

@@ -31,6 +31,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     tiny.add_argument(
         "--stop-after", type=int, default=0, help="end at this step (the schedule of --steps)"
     )
+    tiny.add_argument(
+        "--lr", type=float, default=0.0, help="stage-2 peak learning rate (0: the recipe's)"
+    )
     tiny.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint")
     tiny.add_argument("--device", default="", help="cpu | cuda (default: cuda when present)")
     tiny.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: default)")
@@ -69,8 +72,8 @@ def cmd_tiny(args: argparse.Namespace) -> int:
 
     from mm_ros.train.trainer import TrainConfig, parse_crowd, train
 
-    if args.steps < 0 or args.episodes < 0 or args.batch < 0 or args.align_weight < 0:
-        raise ConfigError("--steps, --episodes, --batch and --align-weight must be >= 0")
+    if min(args.steps, args.episodes, args.batch, args.align_weight, args.lr) < 0:
+        raise ConfigError("--steps, --episodes, --batch, --align-weight and --lr must be >= 0")
     config = TrainConfig(
         seed=args.seed,
         device=args.device,
@@ -86,6 +89,8 @@ def cmd_tiny(args: argparse.Namespace) -> int:
         config = dataclasses.replace(config, train_episodes=args.episodes)
     if args.batch:
         config = dataclasses.replace(config, batch=args.batch)
+    if args.lr:
+        config = dataclasses.replace(config, lr_stage2=args.lr)
     started = time.monotonic()
     folder = train(
         config,
