@@ -40,13 +40,14 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     tiny.add_argument(
         "--align-weight",
         type=float,
-        default=0.0,
-        help="token-space alignment loss of the image tokens (0: off, the shipped recipe)",
+        default=None,
+        help="token-space alignment loss of the image tokens (default: the recipe's 1; 0: off)",
     )
     tiny.add_argument(
-        "--every-object",
+        "--one-object",
         action="store_true",
-        help="ask side, box, identify and refer questions about every object in view",
+        help="ask side, box, identify and refer questions about one object per snapshot "
+        "(default: about every object in view)",
     )
     tiny.add_argument(
         "--crowd-curriculum",
@@ -72,16 +73,19 @@ def cmd_tiny(args: argparse.Namespace) -> int:
 
     from mm_ros.train.trainer import TrainConfig, parse_crowd, train
 
-    if min(args.steps, args.episodes, args.batch, args.align_weight, args.lr) < 0:
+    align = args.align_weight
+    if min(args.steps, args.episodes, args.batch, args.lr, 0 if align is None else align) < 0:
         raise ConfigError("--steps, --episodes, --batch, --align-weight and --lr must be >= 0")
     config = TrainConfig(
         seed=args.seed,
         device=args.device,
         threads=args.threads,
-        align_weight=args.align_weight,
-        every_object=args.every_object,
         crowd_curriculum=parse_crowd(args.crowd_curriculum),
     )
+    if align is not None:
+        config = dataclasses.replace(config, align_weight=align)
+    if args.one_object:
+        config = dataclasses.replace(config, every_object=False)
     if args.steps:
         stage1 = round(args.steps * STAGE1_SHARE)
         config = dataclasses.replace(config, stage1_steps=stage1, stage2_steps=args.steps - stage1)
@@ -103,8 +107,18 @@ def cmd_tiny(args: argparse.Namespace) -> int:
     if args.ship:
         from mm_ros.llm.backends.composed import PACKAGE_MODEL
 
+        card = PACKAGE_MODEL / "README.md"
+        kept = card.read_text() if card.is_file() else None
         if PACKAGE_MODEL.exists():
             shutil.rmtree(PACKAGE_MODEL)
         shutil.copytree(folder, PACKAGE_MODEL)
-        print(f"shipped into {PACKAGE_MODEL}")
+        log = args.out / "train_log.jsonl"
+        if log.is_file():
+            shutil.copy2(log, PACKAGE_MODEL / log.name)
+        if kept is not None:
+            card.write_text(kept)
+        print(
+            f"shipped into {PACKAGE_MODEL} with its training log; the model card was kept: "
+            "update its figures from `mm-ros eval --out runs/eval` (and copy eval.json)"
+        )
     return EXIT_OK

@@ -208,7 +208,9 @@ def test_alignment_pulls_image_tokens_towards_their_words(
     tokens = model.specs["image"].token_count
     assert align.targets.shape == (len(small_dataset.images), tokens, regions.MAX_TARGETS)
     assert (align.targets[:, :, 1] != regions.PAD).any()  # some tokens show an object
-    assert trainer.Alignment.of(model, small_dataset, BASE) is None  # off by default
+    assert BASE.align_weight == 1.0  # the recipe's
+    off = dataclasses.replace(BASE, align_weight=0.0)
+    assert trainer.Alignment.of(model, small_dataset, off) is None
 
     def align_loss(folder: Path | None) -> float:
         if folder is not None:
