@@ -127,3 +127,24 @@ def test_console_script_is_installed() -> None:
     )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.startswith("RIHS01_df668c74")
+
+
+def test_ship_replaces_the_weights_and_keeps_the_model_card(tmp_path: Path) -> None:
+    from mm_ros.cli.train_cmd import ship
+
+    run = tmp_path / "run"
+    (run / "mm-tiny" / "llm").mkdir(parents=True)
+    (run / "mm-tiny" / "llm" / "model.safetensors").write_bytes(b"new")
+    (run / "train_log.jsonl").write_text('{"step": 25}\n')
+    package = tmp_path / "package"
+    (package / "llm").mkdir(parents=True)
+    (package / "llm" / "model.safetensors").write_bytes(b"old")
+    (package / "llm" / "stale.bin").write_bytes(b"x")
+    (package / "README.md").write_text("# card\n")
+    (package / "eval.json").write_text("{}")
+    ship(run / "mm-tiny", run, package)
+    assert (package / "llm" / "model.safetensors").read_bytes() == b"new"
+    assert not (package / "llm" / "stale.bin").exists()
+    assert (package / "README.md").read_text() == "# card\n"
+    assert (package / "train_log.jsonl").read_text() == '{"step": 25}\n'
+    assert not (package / "eval.json").exists()  # it described the old weights

@@ -107,18 +107,27 @@ def cmd_tiny(args: argparse.Namespace) -> int:
     if args.ship:
         from mm_ros.llm.backends.composed import PACKAGE_MODEL
 
-        card = PACKAGE_MODEL / "README.md"
-        kept = card.read_text() if card.is_file() else None
-        if PACKAGE_MODEL.exists():
-            shutil.rmtree(PACKAGE_MODEL)
-        shutil.copytree(folder, PACKAGE_MODEL)
-        log = args.out / "train_log.jsonl"
-        if log.is_file():
-            shutil.copy2(log, PACKAGE_MODEL / log.name)
-        if kept is not None:
-            card.write_text(kept)
+        ship(folder, args.out, PACKAGE_MODEL)
         print(
             f"shipped into {PACKAGE_MODEL} with its training log; the model card was kept: "
             "update its figures from `mm-ros eval --out runs/eval` (and copy eval.json)"
         )
     return EXIT_OK
+
+
+def ship(model: Path, run: Path, package: Path) -> None:
+    """Replace ``package`` with the trained ``model``, keeping its model card (README.md).
+
+    The run's ``train_log.jsonl`` goes beside the weights; ``eval.json`` does not survive, since
+    it described the previous weights.
+    """
+    card = package / "README.md"
+    kept = card.read_text() if card.is_file() else None
+    if package.exists():
+        shutil.rmtree(package)
+    shutil.copytree(model, package)
+    log = run / "train_log.jsonl"
+    if log.is_file():
+        shutil.copy2(log, package / log.name)
+    if kept is not None:
+        card.write_text(kept)
