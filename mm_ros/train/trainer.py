@@ -56,8 +56,8 @@ class TrainConfig:
     seed: int = 0
     train_episodes: int = 200
     snapshots_per_episode: int = 30
-    stage1_steps: int = 40
-    stage2_steps: int = 4960
+    stage1_steps: int = 80
+    stage2_steps: int = 9920
     batch: int = 8  # snapshots per step; every question about each is asked (about 45 in all)
     lr_stage1: float = 5e-4  # gentle: captions through a frozen random LM teach little
     # 1e-3, not 3e-3: at 3e-3 the lookup "which image token is the named object" never formed
