@@ -73,8 +73,7 @@ def cmd_tiny(args: argparse.Namespace) -> int:
 
     from mm_ros.train.trainer import TrainConfig, parse_crowd, train
 
-    align = args.align_weight
-    if min(args.steps, args.episodes, args.batch, args.lr, 0 if align is None else align) < 0:
+    if min(args.steps, args.episodes, args.batch, args.lr, args.align_weight or 0.0) < 0:
         raise ConfigError("--steps, --episodes, --batch, --align-weight and --lr must be >= 0")
     config = TrainConfig(
         seed=args.seed,
@@ -82,8 +81,8 @@ def cmd_tiny(args: argparse.Namespace) -> int:
         threads=args.threads,
         crowd_curriculum=parse_crowd(args.crowd_curriculum),
     )
-    if align is not None:
-        config = dataclasses.replace(config, align_weight=align)
+    if args.align_weight is not None:
+        config = dataclasses.replace(config, align_weight=args.align_weight)
     if args.one_object:
         config = dataclasses.replace(config, every_object=False)
     if args.steps:

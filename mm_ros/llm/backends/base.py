@@ -132,7 +132,7 @@ LOADERS = {  # backend name → "module:function", imported only when chosen
 
 
 def load_backend(config: BackendConfig) -> LoadedBackend:
-    """Load the backend ``config.kind`` names (``device`` auto resolved here, once)."""
+    """Load the backend ``config.kind`` names; ``device`` auto is resolved here for the LM."""
     device = resolve_device(config.device)
     if device != config.device:
         log.info("device auto: language model on %s", device)
