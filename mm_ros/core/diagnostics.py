@@ -56,6 +56,7 @@ REJECTION_FIXES = {  # by core.scheduler failure reason (and "inactive" for a ma
 }
 STAGE_FIXES = {  # by the stage names of Answer.latency (msg/StageLatency.msg) and "queue"
     "queue": "questions wait for the model: ask less often or use a faster runtime/model",
+    "stamp_wait": "data for the asked stamp arrives late: check the streams' lag, or ask sooner",
     "snapshot": "shorten the sensor windows",
     "decode": "send smaller images, or raw ones instead of JPEG/PNG",
     "encode": "use a faster runtime for this adapter (`mm-ros engines build`) or a token reducer",

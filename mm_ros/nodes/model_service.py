@@ -37,12 +37,14 @@ if TYPE_CHECKING:
     import logging
     from collections.abc import Callable
 
+    from mm_ros.core.sensors import Modality
     from mm_ros.llm.backends.base import BackendConfig
     from mm_ros.llm.service import AnswerEngine, Block, Query, ServiceSettings
     from mm_ros.nodes.sensor_inputs import SensorInputs
 
 NS = 1_000_000_000
 WAIT_SLICE_S = 0.05  # how often a waiting action goal looks for a cancel request
+CATCH_UP_POLL_S = 0.005  # how often a stamped question looks whether late data has arrived
 REMOTE_KEPT = 64  # TokenEmbeddings kept per modality (a few seconds at adapter rates)
 MODALITIES = ("image", "audio", "imu", "video")
 
@@ -66,6 +68,9 @@ class ModelServiceConfig(SensorInputsConfig, ManagedConfig):
     remote_modalities: str = param("", "modalities encoded by adapter nodes, e.g. image,imu")
     max_queue: int = param(8, "questions waiting at most; beyond it an immediate error")
     timeout_s: float = param(30.0, "default per-question deadline (goal timeout_s 0)")
+    stamp_wait_s: float = param(
+        1.0, "a question with a stamp waits this long at most for streams behind it (late data)"
+    )
     max_new_tokens: int = param(48, "default answer length limit in tokens")
     temperature: float = param(0.0, "0 = greedy (deterministic); > 0 samples")
     top_p: float = param(1.0, "nucleus sampling mass (temperature > 0)")
@@ -85,6 +90,8 @@ class ModelServiceConfig(SensorInputsConfig, ManagedConfig):
                 f"need max_queue >= 1, timeout_s > 0, max_new_tokens >= 1; found "
                 f"{self.max_queue}, {self.timeout_s}, {self.max_new_tokens}"
             )
+        if self.stamp_wait_s < 0:
+            raise ConfigError(f"stamp_wait_s must be >= 0, found {self.stamp_wait_s}")
         if self.diagnostics_period_s <= 0:
             raise ConfigError(
                 f"diagnostics_period_s must be > 0, found {self.diagnostics_period_s}"
@@ -292,13 +299,14 @@ class ServiceCore:
         if engine is None:
             return self.failure(job.query, "the model was unloaded")
         queued_s = time.monotonic() - job.submitted
-        t0 = time.perf_counter()
         query = job.query
         local = tuple(m for m in engine.modalities() if m not in self.remote_modalities)
         # Remote modalities arrive as tokens only: never cut (so never encode) them here, also
         # when every modality is remote (an empty tuple would mean "all" to spans_ns).
         wanted = tuple(m for m in (query.modalities or local) if m in local)
         spans = engine.spans_ns(replace(query, modalities=wanted)) if wanted else {}
+        waited_s = self._catch_up(query.at_ns, list(spans), stop)
+        t0 = time.perf_counter()
         snapshot = self.inputs.windows.snapshot(query.at_ns, spans)
         blocks = self._remote_blocks(query.at_ns)
         snapshot_s = time.perf_counter() - t0
@@ -311,11 +319,50 @@ class ServiceCore:
             should_stop=stop,
         )
         answer = replace(
-            answer, latency_s=(("queue", queued_s), ("snapshot", snapshot_s), *answer.latency_s)
+            answer,
+            latency_s=(
+                ("queue", queued_s),
+                *((("stamp_wait", waited_s),) if query.at_ns is not None else ()),
+                ("snapshot", snapshot_s),
+                *answer.latency_s,
+            ),
         )
         with self._lock:
             self.last_answer = answer
         return answer
+
+    def _catch_up(
+        self, at_ns: int | None, modalities: list[Modality], stop: Callable[[], str | None]
+    ) -> float:
+        """Wait (``stamp_wait_s`` at most) until every stream that has data reaches ``at_ns``.
+
+        A question about stamp T must see the samples stamped up to T, and those may still be
+        on their way (a replay, a loaded machine, a slow link); without the wait the answer
+        would come from whatever had arrived, and two replays of one bag could differ. A stream
+        that never delivered anything is not waited for. Returns the seconds waited.
+        """
+        started = time.perf_counter()
+        if at_ns is None or not modalities:
+            return 0.0
+        windows = self.inputs.windows
+        deadline = time.monotonic() + self.config.stamp_wait_s
+
+        def behind() -> list[Modality]:
+            newest = {m: windows.newest_ns([m]) for m in modalities}
+            return [m for m, ns in newest.items() if ns is not None and ns < at_ns]
+
+        while (late := behind()) and stop() is None:
+            if time.monotonic() >= deadline:
+                self.log.warning(
+                    "answering about stamp %d without waiting longer: %s data still older "
+                    "after stamp_wait_s %.2f s",
+                    at_ns,
+                    ", ".join(m.value for m in late),
+                    self.config.stamp_wait_s,
+                )
+                break
+            time.sleep(CATCH_UP_POLL_S)
+        return time.perf_counter() - started
 
     # -- remote adapters ---------------------------------------------------------------------
 

@@ -18,6 +18,7 @@ from mm_ros.interfaces.values import from_dict
 from mm_ros.nodes.bag_player_node import BagPlayerNode
 from mm_ros.nodes.model_service_node import ModelServiceNode
 from mm_ros.nodes.replay_evaluator_node import ReplayEvaluatorNode
+from mm_ros.nodes.sensor_inputs import SensorInputs
 from mm_ros.nodes.sim_world_node import SimWorldNode
 from mm_ros.train.replay import MomentSchedule, questions_at
 from tests.nodes.helpers import ros_args
@@ -132,7 +133,7 @@ def truths_in(bag: Path) -> list[dict[str, Any]]:
 def replay(make_zenoh: Callable[..., Any], bag: Path, model_dir: Path, out: Path) -> dict[str, Any]:
     """One replay with fresh nodes; return evaluation.json."""
     service_params = {"use_sim_time": True, "model_dir": str(model_dir), "max_new_tokens": 6,
-                      "publish_annotated": False}  # fmt: skip
+                      "publish_annotated": False, "stamp_wait_s": 20.0}  # fmt: skip
     service_bus = make_zenoh("mm", ros_args(service_params))
     service = ModelServiceNode(service_bus)
     service.start()
@@ -160,7 +161,11 @@ def replay(make_zenoh: Callable[..., Any], bag: Path, model_dir: Path, out: Path
 
 
 def test_replay_scores_questions_at_the_bag_truth_stamps_and_repeats_exactly(
-    make_zenoh: Callable[..., Any], bag: Path, model_dir: Path, tmp_path: Path
+    make_zenoh: Callable[..., Any],
+    bag: Path,
+    model_dir: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     schedule = MomentSchedule(1.0, warmup_s=2.0)
     moments = [t for t in truths_in(bag) if schedule.take(int(t["stamp_ns"]))]
@@ -182,6 +187,14 @@ def test_replay_scores_questions_at_the_bag_truth_stamps_and_repeats_exactly(
     # the model is not constant, so equal answers below mean equal inputs
     assert len({r["answer"] for r in first["rows"]}) > len(expected) // 2
 
+    # the second time every frame reaches the service 0.5 s late (a loaded machine): questions
+    # about a stamp wait for its data (stamp_wait_s), so the answers must not change
+    on_image = SensorInputs._on_image
+    monkeypatch.setattr(
+        SensorInputs,
+        "_on_image",
+        lambda inputs, message: threading.Timer(0.5, on_image, (inputs, message)).start(),
+    )
     second = replay(make_zenoh, bag, model_dir, tmp_path / "b")
 
     def answers(report: dict[str, Any]) -> list[tuple[Any, ...]]:
@@ -189,6 +202,9 @@ def test_replay_scores_questions_at_the_bag_truth_stamps_and_repeats_exactly(
                  r["correct"]) for r in report["rows"]]  # fmt: skip
 
     assert answers(second) == answers(first)
+    assert [r["image_stamp_ns"] for r in second["rows"]] == [
+        r["image_stamp_ns"] for r in first["rows"]
+    ]
 
 
 @pytest.mark.parametrize(

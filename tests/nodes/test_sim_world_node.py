@@ -29,6 +29,12 @@ def listen(node, topics: dict[str, tuple[str, object]]) -> dict[str, list]:
     return got
 
 
+def spacing_ms(messages: list) -> float:
+    """Median spacing of consecutive header stamps, in milliseconds."""
+    stamps = np.array([m.header.stamp.sec * 10**9 + m.header.stamp.nanosec for m in messages])
+    return float(np.median(np.diff(stamps))) / 1e6
+
+
 def test_publishes_every_stream_at_its_rate(make_zenoh) -> None:
     sim_bus = make_zenoh("sim_world", ["--ros-args", "-p", "seed:=7"])
     observer = make_zenoh("observer")
@@ -48,13 +54,16 @@ def test_publishes_every_stream_at_its_rate(make_zenoh) -> None:
     assert node.config.seed == 7
     wait_until(lambda: len(got["/camera/image_raw"]) >= 2, 10, "first frames")
     counts_before = {k: len(v) for k, v in got.items()}
-    start = time.monotonic()
     time.sleep(2.0)  # a measurement window, not a synchronisation wait
-    elapsed = time.monotonic() - start
-    rates = {k: (len(v) - counts_before[k]) / elapsed for k, v in got.items()}
-    assert 24 <= rates["/camera/image_raw"] <= 36
-    assert 160 <= rates["/imu/data"] <= 240
-    assert 40 <= rates["/audio/audio_stamped"] <= 60  # 20 ms chunks
+    # Rates in the streams' own time: on a loaded machine the world falls behind the wall clock
+    # and catches up in bursts (a frame rendered late keeps its stamp), so counts per wall
+    # second say how busy the machine is, not what the node publishes (bench/ has throughput).
+    # The median spacing tolerates a message lost on best effort.
+    assert spacing_ms(got["/camera/image_raw"]) == pytest.approx(1000 / 30, rel=0.05)
+    assert spacing_ms(got["/imu/data"]) == pytest.approx(5.0, rel=0.05)
+    assert spacing_ms(got["/audio/audio_stamped"]) == pytest.approx(20.0, rel=0.05)  # chunks
+    for topic in ("/camera/image_raw", "/imu/data", "/audio/audio_stamped"):
+        assert len(got[topic]) >= 10, topic  # it kept publishing through the window
     assert got["/audio/audio_info"][0].sample_rate == 16000
     node.close()
 
