@@ -171,7 +171,31 @@ def test_clock_jump_back_resets(jump_back_s: int) -> None:
     snap = win.snapshot(None, {Modality.IMAGE: S, Modality.IMU: S, Modality.AUDIO: S})
     assert [f.stamp_ns for f in snap.image.frames] == [start]
     assert snap.imu.stamps_ns.tolist() == [start]
-    assert snap.at_ns == start + 20 * MS  # the end of the one audio chunk
+    assert snap.at_ns == start  # every stream has reached it (the audio chunk ends 20 ms later)
+
+
+def test_a_snapshot_of_now_is_cut_where_every_live_stream_has_arrived() -> None:
+    win = windows()
+    spans = {Modality.IMAGE: S, Modality.IMU: S, Modality.AUDIO: 300 * MS}
+    for i in range(40):  # 2 s of IMU and frames, but the audio lags 400 ms (its own channel)
+        win.imu.add(imu(i * 50 * MS))
+        win.image.add(frame(i * 50 * MS))
+    for i in range(80):
+        win.audio.add(audio(i, i * 20 * MS))  # the last chunk ends at 1.6 s
+    assert win.newest_ns() == 1950 * MS
+    assert win.aligned_ns() == 1600 * MS
+    snap = win.snapshot(None, spans)
+    assert snap.at_ns == 1600 * MS
+    assert snap.audio.coverage == 1.0  # cut at the newest frame, this clip would be empty
+    assert snap.image.frames[-1].stamp_ns == 1600 * MS
+    assert int(snap.imu.stamps_ns[-1]) == 1600 * MS
+    # a stream more than a second behind is stalled and no longer holds "now" back
+    for i in range(40, 80):
+        win.imu.add(imu(i * 50 * MS))
+        win.image.add(frame(i * 50 * MS))
+    assert win.aligned_ns() == 3950 * MS
+    assert win.snapshot(None, spans).audio.coverage == 0.0
+    assert win.aligned_ns([Modality.AUDIO]) == 1600 * MS
 
 
 def test_audio_gap_and_rate_change() -> None:

@@ -35,6 +35,8 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 NS_PER_S = 1_000_000_000
+# A stream this far behind the newest one is stalled: snapshots of "now" no longer wait for it.
+ALIGN_MAX_LAG_NS = NS_PER_S
 
 
 @dataclass(frozen=True)
@@ -434,6 +436,25 @@ class SensorWindows:
         present = [s for s in stamps if s is not None]
         return max(present) if present else None
 
+    def aligned_ns(
+        self, modalities: list[Modality] | None = None, max_lag_ns: int = ALIGN_MAX_LAG_NS
+    ) -> int | None:
+        """Return the newest instant every live stream has reached, or None if all are empty.
+
+        Streams arrive on their own channels, so their newest stamps differ by up to a period
+        (more on a loaded machine). Cutting every view at the newest stamp of any one stream
+        leaves the others short: an audio clip that must end at the cut is empty when the
+        audio lags by more than its length. The oldest of the newest stamps is the latest
+        instant all streams have covered. A stream more than ``max_lag_ns`` behind the newest
+        counts as stalled and does not hold the cut back.
+        """
+        stamps = [self._window(m).newest_ns() for m in modalities or self.modalities()]
+        present = [s for s in stamps if s is not None]
+        if not present:
+            return None
+        newest = max(present)
+        return min(s for s in present if newest - s <= max_lag_ns)
+
     def snapshot(
         self,
         at_ns: int | None,
@@ -442,11 +463,14 @@ class SensorWindows:
         max_frames: int | None = None,
         audio_rate_hz: int | None = None,
     ) -> Snapshot:
-        """Return views of each modality in ``spans_ns`` ending at ``at_ns`` (None: newest data)."""
+        """Return views of each modality in ``spans_ns`` ending at ``at_ns``.
+
+        None: at the newest instant every live stream has reached (`aligned_ns`).
+        """
         for modality in spans_ns:
             self._window(modality)
         if at_ns is None:
-            at_ns = self.newest_ns(list(spans_ns)) or 0
+            at_ns = self.aligned_ns(list(spans_ns)) or 0
         image = audio = imu = None
         if Modality.IMAGE in spans_ns and self.image is not None:
             image = self.image.view(at_ns, spans_ns[Modality.IMAGE], max_frames)
