@@ -47,15 +47,12 @@ def test_record_image_imu_string_then_read_with_rosbags(
         step=1920,
         data=np.full(480 * 640 * 3, 7, dtype=np.uint8),
     )
-    start = time.monotonic()
-    tick = 0
-    while time.monotonic() - start < 2.0:  # 200 Hz IMU, 30 Hz image, 10 Hz string
+    for tick in range(400):  # 2 s or more of 200 Hz IMU, 30 Hz image, 10 Hz string
         imu.publish({"linear_acceleration": {"z": 9.81}})
         if tick % 7 == 0:
             image.publish(frame)
         if tick % 20 == 0:
             chatter.publish({"data": f"n{tick}"})
-        tick += 1
         time.sleep(0.005)
     time.sleep(0.3)
     stop.set()
@@ -100,7 +97,9 @@ def test_replay_at_twice_the_speed(make_zenoh, tmp_path: Path) -> None:
     assert sent == 30
     assert [a[0] for a in arrivals] == [str(i) for i in range(30)]
     span = arrivals[-1][1] - arrivals[0][1]
-    assert 0.725 * 0.7 < span < 0.725 * 1.3  # 2x: half the recorded 1.45 s
+    # 2x: half the recorded 1.45 s; a stall on a busy machine only lengthens it, and 1x would
+    # take 1.45 s
+    assert 0.725 * 0.7 < span < 0.725 * 1.9
 
 
 def test_real_talker_bag_plays(shared_bags: Path, make_zenoh) -> None:

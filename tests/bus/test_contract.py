@@ -22,6 +22,7 @@ from mm_ros.core.lifecycle import State as LifecycleState
 from mm_ros.nodes.lifecycle import LifecycleNode
 
 FIB = "example_interfaces/action/Fibonacci"
+RESULT_AFTER_FEEDBACK_S = 0.3
 
 
 def matched(node, topic: str) -> None:
@@ -136,6 +137,9 @@ def fib_server(node, step_s: float = 0.02):
             seq.append(seq[-1] + seq[-2])
             goal.publish_feedback({"sequence": seq})
             time.sleep(step_s)
+        # feedback and result travel on different channels and a client drops feedback that
+        # lands after the result (rclpy too): give the last one time to arrive on a busy machine
+        time.sleep(RESULT_AFTER_FEEDBACK_S)
         return {"sequence": seq}
 
     return node.create_action_server("/fib", FIB, execute)

@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 from mm_ros.bus import SENSOR_DATA
+from mm_ros.bus.naming import SENSOR_STREAM
 from mm_ros.bus.protocol import as_array
 from mm_ros.bus.zenoh_bus import wait_until
 from mm_ros.core.errors import CameraDeviceError, ConfigError
@@ -67,7 +68,9 @@ def test_video_file_frames_arrive_in_order_with_stamps_jpeg_and_camera_info(
         ("/camera/image_raw/compressed", "CompressedImage", jpeg),
         ("/camera/camera_info", "CameraInfo", info),
     ):
-        observer.create_subscription(topic, f"sensor_msgs/msg/{typename}", sink.append, SENSOR_DATA)
+        observer.create_subscription(
+            topic, f"sensor_msgs/msg/{typename}", sink.append, SENSOR_STREAM
+        )
     args = [
         "--ros-args",
         "-p",

@@ -110,6 +110,7 @@ def ask_server() -> int:
             )
             goal_handle.publish_feedback(feedback)
             time.sleep(0.05)
+        time.sleep(0.3)  # the last feedback arrives before the result (rclpy drops later ones)
         goal_handle.succeed()
         result = Ask.Result()
         result.answer.question = goal_handle.request.question

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from mm_ros.bus import RELIABLE, SENSOR_DATA
+from mm_ros.bus.naming import SENSOR_STREAM
 from mm_ros.bus.zenoh_bus import wait_until
 from mm_ros.core.bandwidth import BandwidthConfig
 from mm_ros.core.errors import ConfigError
@@ -38,7 +39,7 @@ def stamp(m) -> int:
 def subscribe_all(robot) -> dict[str, list]:
     got: dict[str, list] = {k: [] for k in TOPICS}
     for kind, (topic, typename) in TOPICS.items():
-        robot.create_subscription(topic, typename, got[kind].append, SENSOR_DATA)
+        robot.create_subscription(topic, typename, got[kind].append, SENSOR_STREAM)
     return got
 
 
@@ -115,7 +116,7 @@ def test_budget_holds_on_the_wire_and_audio_and_imu_all_arrive(make_zenoh, route
     budget_mbps, seconds = 2.0, 3.0
     infos: list = []
     robot.create_subscription(
-        "/headset/camera/camera_info", "sensor_msgs/msg/CameraInfo", infos.append, SENSOR_DATA
+        "/headset/camera/camera_info", "sensor_msgs/msg/CameraInfo", infos.append, SENSOR_STREAM
     )
     camera = CameraModel(320, 240, (300.0, 0.0, 160.0, 0.0, 300.0, 120.0, 0.0, 0.0, 1.0), "", ())
     headset = HeadsetStreamer(
