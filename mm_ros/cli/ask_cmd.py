@@ -182,6 +182,8 @@ def _ask(args: argparse.Namespace) -> int:
                     timeout_s=min(args.timeout, SERVER_WAIT_S),
                 )
             except BusTimeoutError as err:
+                if not client.wait_for_server(PRESENCE_TIMEOUT_S):  # it died with the goal
+                    raise AskFailedError(f"action server {name} went away") from err
                 raise AskFailedError(f"action server {name} did not take the goal: {err}") from err
             if not handle.accepted:
                 raise AskFailedError(f"action server {name} rejected the question")

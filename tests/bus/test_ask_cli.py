@@ -152,6 +152,26 @@ def test_server_process_dying_mid_goal_ends_the_wait(
     assert "mm-ros ask: action server /mm/ask went away" in err
 
 
+def test_server_dying_before_it_answers_the_goal_request_went_away(
+    router: str, make_zenoh, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The server took the goal and died before its reply left (CI once killed it there)."""
+    from mm_ros.bus.protocol import BusTimeoutError
+    from mm_ros.bus.zenoh_actions import ZenohActionClient
+
+    server = make_zenoh("mm")
+    serve(server, "answer")
+
+    def dies_while_sending(self: ZenohActionClient, *args: object, **kwargs: object) -> None:
+        server.close()
+        raise BusTimeoutError("service /mm/ask/_action/send_goal gave no answer within 10 s")
+
+    monkeypatch.setattr(ZenohActionClient, "send_goal", dies_while_sending)
+    code, _out, err = ask(capsys, QUESTION, "--timeout", "30", "--connect", router)
+    assert code == 1
+    assert err == "mm-ros ask: action server /mm/ask went away\n"
+
+
 @pytest.mark.parametrize(
     ("argv", "text"),
     [
