@@ -28,6 +28,10 @@ if TYPE_CHECKING:
 
 
 DESCRIPTION = __doc__ or ""
+# AudioInfo is latched, but a reliable KEEP_LAST sample can still be dropped under congestion
+# (rmw_zenoh's rule) and a bag replays it once: repeat it every second of audio, so a listener
+# or a replay that lost it decodes the audio again within a second.
+AUDIO_INFO_PERIOD_NS = 1_000_000_000
 MAX_TICK_S = 0.1  # slower ticks would batch IMU samples into visible bursts
 
 
@@ -97,7 +101,7 @@ class SimWorldNode:
             WorldConfig(seed=c.seed, duration_s=c.episode_s), start_ns=bus.now_ns()
         )
         self.published: dict[str, int] = {"image": 0, "imu": 0, "audio": 0}
-        self._info_sent = False
+        self._info_stamp_ns: int | None = None  # stamp of the chunk the last AudioInfo preceded
         self._timer = bus.create_timer(c.tick_s, self._tick)
 
     def _tick(self) -> None:
@@ -147,9 +151,10 @@ class SimWorldNode:
             stamped, info = convert.audio_ros_drivers(
                 encode_audio_ros_drivers(chunk), chunk.stamp_ns, frame
             )
-            if not self._info_sent:
+            last = self._info_stamp_ns
+            if last is None or chunk.stamp_ns - last >= AUDIO_INFO_PERIOD_NS:
                 self._audio_info.publish(info)
-                self._info_sent = True
+                self._info_stamp_ns = chunk.stamp_ns
             self._audio.publish(self._make[self._audio_type](**stamped))
         else:
             self._audio.publish(
