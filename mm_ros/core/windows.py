@@ -430,11 +430,18 @@ class SensorWindows:
         views = {Modality.IMAGE: self.image, Modality.AUDIO: self.audio, Modality.IMU: self.imu}
         return [m for m, w in views.items() if w is not None]
 
+    def _newest_each(self, modalities: list[Modality] | None) -> dict[Modality, int]:
+        """Newest stamp of each given (default: every) window that holds data."""
+        stamps = {m: self._window(m).newest_ns() for m in modalities or self.modalities()}
+        return {m: s for m, s in stamps.items() if s is not None}
+
     def newest_ns(self, modalities: list[Modality] | None = None) -> int | None:
         """Newest stamp over the given (default: all) windows, or None if all are empty."""
-        stamps = [self._window(m).newest_ns() for m in modalities or self.modalities()]
-        present = [s for s in stamps if s is not None]
-        return max(present) if present else None
+        return max(self._newest_each(modalities).values(), default=None)
+
+    def behind(self, at_ns: int, modalities: list[Modality] | None = None) -> list[Modality]:
+        """Return the given (default: all) streams holding data, none of it at ``at_ns`` yet."""
+        return [m for m, s in self._newest_each(modalities).items() if s < at_ns]
 
     def aligned_ns(
         self, modalities: list[Modality] | None = None, max_lag_ns: int = ALIGN_MAX_LAG_NS
@@ -448,8 +455,7 @@ class SensorWindows:
         instant all streams have covered. A stream more than ``max_lag_ns`` behind the newest
         counts as stalled and does not hold the cut back.
         """
-        stamps = [self._window(m).newest_ns() for m in modalities or self.modalities()]
-        present = [s for s in stamps if s is not None]
+        present = self._newest_each(modalities).values()
         if not present:
             return None
         newest = max(present)

@@ -346,12 +346,7 @@ class ServiceCore:
             return 0.0
         windows = self.inputs.windows
         deadline = time.monotonic() + self.config.stamp_wait_s
-
-        def behind() -> list[Modality]:
-            newest = {m: windows.newest_ns([m]) for m in modalities}
-            return [m for m, ns in newest.items() if ns is not None and ns < at_ns]
-
-        while (late := behind()) and stop() is None:
+        while (late := windows.behind(at_ns, modalities)) and stop() is None:
             if time.monotonic() >= deadline:
                 self.log.warning(
                     "answering about stamp %d without waiting longer: %s data still older "
