@@ -15,9 +15,8 @@ from mm_ros.bus.zenoh_bus import wait_until
 from mm_ros.core.embeddings import encode_tokens
 from mm_ros.nodes import convert
 from mm_ros.nodes.model_service_node import ModelServiceNode
-from mm_ros.nodes.sensor_inputs import SensorInputs
 from mm_ros.nodes.sim_world_node import SimWorldNode
-from tests.nodes.helpers import ros_args
+from tests.nodes.helpers import deliver_late, ros_args
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -70,12 +69,7 @@ def test_ask_streams_answers_and_publishes_detections_of_the_image_used(
 ) -> None:
     # the audio reaches the service 0.5 s after the other streams (as on a loaded machine, where
     # CI once answered without it): "now" is where every stream has arrived, so it is still used
-    on_audio = SensorInputs._on_audio_drivers
-    monkeypatch.setattr(
-        SensorInputs,
-        "_on_audio_drivers",
-        lambda inputs, message: threading.Timer(0.5, on_audio, (inputs, message)).start(),
-    )
+    deliver_late(monkeypatch, "_on_audio_drivers", 0.5)
     client = make_zenoh("client")
     images: dict[int, str] = {}
     detections: list[Any] = []

@@ -18,10 +18,9 @@ from mm_ros.interfaces.values import from_dict
 from mm_ros.nodes.bag_player_node import BagPlayerNode
 from mm_ros.nodes.model_service_node import ModelServiceNode
 from mm_ros.nodes.replay_evaluator_node import ReplayEvaluatorNode
-from mm_ros.nodes.sensor_inputs import SensorInputs
 from mm_ros.nodes.sim_world_node import SimWorldNode
 from mm_ros.train.replay import MomentSchedule, questions_at
-from tests.nodes.helpers import ros_args
+from tests.nodes.helpers import deliver_late, ros_args
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -189,12 +188,7 @@ def test_replay_scores_questions_at_the_bag_truth_stamps_and_repeats_exactly(
 
     # the second time every frame reaches the service 0.5 s late (a loaded machine): questions
     # about a stamp wait for its data (stamp_wait_s), so the answers must not change
-    on_image = SensorInputs._on_image
-    monkeypatch.setattr(
-        SensorInputs,
-        "_on_image",
-        lambda inputs, message: threading.Timer(0.5, on_image, (inputs, message)).start(),
-    )
+    deliver_late(monkeypatch, "_on_image", 0.5)
     second = replay(make_zenoh, bag, model_dir, tmp_path / "b")
 
     def answers(report: dict[str, Any]) -> list[tuple[Any, ...]]:
