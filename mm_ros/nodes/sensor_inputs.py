@@ -6,6 +6,8 @@ class, logged and dropped, and the callback returns so the node keeps serving.
 
 from __future__ import annotations
 
+import threading
+from collections import deque
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -27,6 +29,10 @@ if TYPE_CHECKING:
     from mm_ros.core.sensors import CameraModel
 
 NS = 1_000_000_000
+# Audio chunks held until the first AudioInfo: the latched info and the first chunks travel on
+# different topics, so at start-up the chunks often come first. 100 chunks is 1-2 s at the usual
+# 10-20 ms; beyond that the oldest is rejected, so a missing info topic still shows in the logs.
+PENDING_AUDIO_CHUNKS = 100
 
 
 def stamp_ns(header: Any) -> int:
@@ -88,6 +94,9 @@ class SensorInputs:
             "audio": Intake(c.audio_topic, audio.add, warn),
         }
         self._audio_info: Any = None
+        self._pending_audio: deque[Any] = deque()  # chunks waiting for the first AudioInfo
+        self._audio_lock = threading.Lock()  # keeps held and new chunks in arrival order
+        self._audio_info_topic = c.audio_info_topic
         if "image" in modalities:
             self._subscribe_image(bus, c)
         if camera_info:  # bearings need it also when images are encoded elsewhere
@@ -173,15 +182,28 @@ class SensorInputs:
         )
 
     def _on_audio_info(self, m: Any) -> None:
-        self._audio_info = m
+        with self._audio_lock:
+            self._audio_info = m
+            held, self._pending_audio = self._pending_audio, deque()
+            for chunk in held:
+                self._offer_audio(chunk, m)
 
     def _on_audio_drivers(self, m: Any) -> None:
-        info = self._audio_info
+        with self._audio_lock:
+            if self._audio_info is not None:
+                self._offer_audio(m, self._audio_info)
+                return
+            self._pending_audio.append(m)
+            if len(self._pending_audio) > PENDING_AUDIO_CHUNKS:
+                self._offer_audio(self._pending_audio.popleft(), None)
 
+    def _offer_audio(self, m: Any, info: Any) -> None:
         def decode() -> Any:
             if info is None:
                 raise InvalidValueError(
-                    "audio chunk before any AudioInfo: channels, rate and format unknown",
+                    f"audio chunk before any AudioInfo on {self._audio_info_topic}: channels, "
+                    f"rate and format unknown ({PENDING_AUDIO_CHUNKS} chunks held, the oldest "
+                    "dropped)",
                     field="audio_info",
                     expected="an AudioInfo on the info topic",
                     found=None,

@@ -58,17 +58,21 @@ def test_malformed_inputs_are_counted_and_good_ones_still_arrive(make_zenoh, cap
         "orientation_covariance": [-1.0] + [0.0] * 8,
     }
     send_until(imu, nan_imu, intakes["imu"], "NaN imu", 1)
-    send_until(
-        audio,
-        {"header": header(1), "audio": {"data": bytes(640)}},
-        intakes["audio"],
-        "audio before its info",
-        1,
+    # audio before its info is held (not counted yet), then judged by the info that comes
+    wait_until(
+        lambda: (
+            audio.publish({"header": header(1), "audio": {"data": bytes(640)}}),
+            len(node.inputs._pending_audio) >= 1,
+        )[1],
+        10,
+        "audio before its info, held",
     )
+    assert intakes["audio"].stats().accepted + intakes["audio"].stats().rejected == 0
     info.publish(
         {"channels": 0, "sample_rate": 16000, "sample_format": "S16LE", "coding_format": "wave"}
     )
     wait_until(lambda: node.inputs._audio_info is not None, 10, "audio info")
+    assert intakes["audio"].stats().rejected >= 1  # the held chunks, with zero channels
     send_until(
         audio,
         {"header": header(2), "audio": {"data": bytes(640)}},
