@@ -305,7 +305,10 @@ class ServiceCore:
         # when every modality is remote (an empty tuple would mean "all" to spans_ns).
         wanted = tuple(m for m in (query.modalities or local) if m in local)
         spans = engine.spans_ns(replace(query, modalities=wanted)) if wanted else {}
-        waited_s = self._catch_up(query.at_ns, list(spans), stop)
+        remote = [
+            m for m in self.remote_modalities if not query.modalities or m in query.modalities
+        ]
+        waited_s = self._catch_up(query.at_ns, list(spans), remote, stop)
         t0 = time.perf_counter()
         snapshot = self.inputs.windows.snapshot(query.at_ns, spans)
         blocks = self._remote_blocks(query.at_ns)
@@ -332,32 +335,49 @@ class ServiceCore:
         return answer
 
     def _catch_up(
-        self, at_ns: int | None, modalities: list[Modality], stop: Callable[[], str | None]
+        self,
+        at_ns: int | None,
+        modalities: list[Modality],
+        remote: list[str],
+        stop: Callable[[], str | None],
     ) -> float:
         """Wait (``stamp_wait_s`` at most) until every stream that has data reaches ``at_ns``.
 
         A question about stamp T must see the samples stamped up to T, and those may still be
         on their way (a replay, a loaded machine, a slow link); without the wait the answer
-        would come from whatever had arrived, and two replays of one bag could differ. A stream
-        that never delivered anything is not waited for. Returns the seconds waited.
+        would come from whatever had arrived, and two replays of one bag could differ. The
+        streams are the local ``modalities`` and the ``remote`` ones (token blocks from adapter
+        nodes: the block covering T may come after a block that ends before it). A stream that
+        never delivered anything is not waited for. Returns the seconds waited.
         """
         started = time.perf_counter()
-        if at_ns is None or not modalities:
+        if at_ns is None or not (modalities or remote):
             return 0.0
-        windows = self.inputs.windows
         deadline = time.monotonic() + self.config.stamp_wait_s
-        while (late := windows.behind(at_ns, modalities)) and stop() is None:
+        while (late := self._behind(at_ns, modalities, remote)) and stop() is None:
             if time.monotonic() >= deadline:
                 self.log.warning(
                     "answering about stamp %d without waiting longer: %s data still older "
                     "after stamp_wait_s %.2f s",
                     at_ns,
-                    ", ".join(m.value for m in late),
+                    ", ".join(late),
                     self.config.stamp_wait_s,
                 )
                 break
             time.sleep(CATCH_UP_POLL_S)
         return time.perf_counter() - started
+
+    def _behind(self, at_ns: int, modalities: list[Modality], remote: list[str]) -> list[str]:
+        """Names of the streams that hold data but none of it at ``at_ns`` yet."""
+        late = (
+            [m.value for m in self.inputs.windows.behind(at_ns, modalities)] if modalities else []
+        )
+        with self._lock:
+            for name in remote:
+                kept = self._remote[name]
+                if kept and max(b.stamp_ns for b in kept) < at_ns:
+                    late.append(f"remote {name}")
+        return late
 
     # -- remote adapters ---------------------------------------------------------------------
 

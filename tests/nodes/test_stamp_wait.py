@@ -14,6 +14,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
+from mm_ros.core.embeddings import encode_tokens
 from mm_ros.core.errors import ConfigError
 from mm_ros.core.sensors import Frame, PixelFormat
 from mm_ros.core.windows import FrameWindow, SensorWindows, WindowConfig
@@ -95,3 +96,52 @@ def test_no_wait_for_data_already_there_or_for_the_newest(core: ServiceCore) -> 
 def test_stamp_wait_s_must_not_be_negative() -> None:
     with pytest.raises(ConfigError, match=r"stamp_wait_s must be >= 0, found -1\.0"):
         ModelServiceConfig(stamp_wait_s=-1.0)
+
+
+@pytest.fixture(scope="module")
+def remote_imu() -> Iterator[ServiceCore]:
+    """mm-tiny whose IMU tokens come from an adapter node (here: handed to on_embeddings)."""
+    config = ModelServiceConfig(device="cpu", remote_modalities="imu", stamp_wait_s=5.0)
+    core = ServiceCore(config, None, logging.getLogger("stamp_wait"))  # type: ignore[arg-type]
+    core.configure()
+    core.inputs = SimpleNamespace(windows=SensorWindows(), camera=None)  # type: ignore[assignment]
+    core.activate()
+    yield core
+    core.deactivate()
+    core.close()
+
+
+def imu_block(core: ServiceCore, end_ns: int) -> SimpleNamespace:
+    """A TokenEmbeddings message of the model's own IMU adapter covering the second to end_ns."""
+    backend = core.engine.backend  # type: ignore[union-attr]
+    identity, spec = backend.identities["imu"], backend.sessions["imu"].spec
+    tokens = np.zeros((spec.token_count, spec.llm_width), np.float32)
+    shape, dtype, data = encode_tokens(tokens, "float32")
+
+    def time(ns: int) -> SimpleNamespace:
+        return SimpleNamespace(sec=ns // NS, nanosec=ns % NS)
+
+    return SimpleNamespace(
+        header=SimpleNamespace(stamp=time(end_ns), frame_id="imu"),
+        window_start=time(end_ns - NS),
+        modality="imu",
+        adapter_id=identity.adapter_id,
+        checkpoint_sha256=identity.checkpoint_sha256,
+        shape=shape,
+        dtype=dtype,
+        data=data,
+        source_width=0,
+    )
+
+
+def test_a_remote_token_block_at_the_stamp_is_waited_for(remote_imu: ServiceCore) -> None:
+    core = remote_imu
+    core.on_embeddings(imu_block(core, T - 200_000_000))  # the adapter's block before T
+    late = threading.Timer(0.3, core.on_embeddings, (imu_block(core, T),))
+    late.start()
+    query = Query("how am I moving?", modalities=("imu",), at_ns=T, timeout_s=30.0)
+    answer = core.ask(query, None, lambda: False)
+    late.join()
+    assert answer.error == ""
+    assert answer.stamp_ns == T  # the block that reaches the stamp, not the one before it
+    assert 0.0 < stages(answer)["stamp_wait"] < 5.0
