@@ -8,6 +8,7 @@ measured. Writes ``eval.md`` and ``eval.json`` into ``--out``.
 from __future__ import annotations
 
 import argparse
+from dataclasses import replace
 from pathlib import Path
 
 from mm_ros.core.errors import ConfigError
@@ -20,10 +21,11 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser = subparsers.add_parser("eval", help="held-out accuracy on the synthetic world")
     parser.add_argument("--model", default="", help="composed model folder ('' = mm-tiny)")
     parser.add_argument("--out", type=Path, default=Path("runs/eval"), help="report folder")
-    parser.add_argument("--episodes", type=int, default=40, help="held-out episodes")
-    parser.add_argument("--per-kind", type=int, default=60, help="questions per kind")
+    parser.add_argument("--episodes", type=int, help="held-out episodes (default 40)")
+    # None: EvalConfig's defaults (not imported here: `mm-ros --help` stays fast)
+    parser.add_argument("--per-kind", type=int, help="questions per kind (default 200)")
     parser.add_argument(
-        "--unseen-per-kind", type=int, default=30, help="questions per kind, unseen phrasings"
+        "--unseen-per-kind", type=int, help="questions per kind, unseen phrasings (default 100)"
     )
     parser.add_argument("--device", default="cpu", help="language-model device")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -35,11 +37,21 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from mm_ros.llm.backends.base import BackendConfig
     from mm_ros.train.evaluate import EvalConfig, evaluate_backend, write_report
 
-    if args.episodes < 1 or args.per_kind < 0 or args.unseen_per_kind < 0:
-        raise ConfigError("--episodes must be >= 1, --per-kind and --unseen-per-kind >= 0")
-    config = EvalConfig(
-        episodes=args.episodes, per_kind=args.per_kind, unseen_per_kind=args.unseen_per_kind
-    )
+    given = {
+        name: value
+        for name, value in (
+            ("episodes", args.episodes),
+            ("per_kind", args.per_kind),
+            ("unseen_per_kind", args.unseen_per_kind),
+        )
+        if value is not None
+    }
+    if given.get("episodes", 1) < 1 or min(given.values(), default=0) < 0:
+        raise ConfigError(
+            "--episodes must be >= 1, --per-kind and --unseen-per-kind >= 0, found "
+            + ", ".join(f"--{k.replace('_', '-')} {v}" for k, v in given.items())
+        )
+    config = replace(EvalConfig(), **given)
     report = evaluate_backend(
         BackendConfig(model_dir=args.model, device=args.device),
         config,

@@ -72,8 +72,26 @@ def test_report_table_and_json() -> None:
                 False, {"motion": "still"})  # fmt: skip
     report.add(e, _answer("you are standing still."), Score(True))
     report.add(e, _answer("you are turning left."), Score(False))
-    assert report.to_json()["results"]["motion"]["seen"] == {"n": 2, "accuracy": 0.5}
-    assert "| motion | 2 | 50.0 % |" in report.markdown()
+    assert report.to_json()["results"]["motion"]["seen"] == {
+        "n": 2,
+        "accuracy": 0.5,
+        "ci95": [0.0945, 0.9055],  # Wilson: wide at n = 2
+    }
+    assert "| motion | 2 | 50.0 % [9.5, 90.5] |" in report.markdown()
+
+
+@pytest.mark.parametrize(
+    ("correct", "n", "low", "high"),
+    [(53, 60, 0.778, 0.942), (178, 200, 0.839, 0.926), (0, 10, 0.0, 0.278), (10, 10, 0.722, 1.0)],
+)
+def test_interval_is_the_wilson_score_interval(
+    correct: int, n: int, low: float, high: float
+) -> None:
+    from mm_ros.train.evaluate import Tally
+
+    lo, hi = Tally(n=n, correct=correct).interval()
+    assert (lo, hi) == pytest.approx((low, high), abs=1e-3)
+    assert lo <= correct / n <= hi
 
 
 def test_eval_config_is_checked() -> None:
