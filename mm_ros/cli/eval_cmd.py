@@ -27,7 +27,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument(
         "--unseen-per-kind", type=int, help="questions per kind, unseen phrasings (default 100)"
     )
-    parser.add_argument("--device", default="cpu", help="language-model device")
+    parser.add_argument(
+        "--device",
+        default="auto",
+        help="language-model device: auto (cuda when torch sees a GPU, as model_service), "
+        "cpu, cuda, cuda:N; the model card's figures are measured on cpu",
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.set_defaults(handler=cmd_eval)
 
