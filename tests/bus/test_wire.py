@@ -161,7 +161,7 @@ def test_exact_zenoh_of_rmw_zenoh_jazzy(router: str, make_zenoh, tmp_path: Path)
         for _ in range(50):
             pub.publish({"data": "to the old peer"})
             time.sleep(0.02)
-        out, _ = peer.communicate(timeout=30)
+        out, _ = peer.communicate(timeout=60)  # 20 s of exchange + 15 s for the tokens, at most
     finally:
         peer.kill()
     report = json.loads(out.strip().splitlines()[-1])
