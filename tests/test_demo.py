@@ -129,3 +129,26 @@ def test_a_pinned_question_keeps_its_frames_and_a_missed_frame_falls_back() -> N
     observer._on_image(_image(300 * period))
     assert len(observer.frames) == 90  # unpinned: only the newest are kept
     assert observer.frame_near(asked, PICTURE_GAP_NS) is None
+
+
+def test_grounding_asks_about_an_object_training_would_box() -> None:
+    from mm_ros.cli.demo_cmd import SCRIPT, _phrase
+
+    def obj(name: str, box: list[float], shown: float) -> dict:
+        return {"name": name, "box_px": box, "visible_fraction": shown, "in_view": True}
+
+    sliver = obj("red cube", [0.0, 266.0, 4.0, 366.0], 0.9)  # 4 px wide at the left edge
+    cone = obj("blue cone", [150.0, 256.0, 204.0, 318.0], 0.7)
+    ball = obj("green ball", [400.0, 200.0, 460.0, 260.0], 1.0)
+    half_hidden = obj("red cube", [300.0, 200.0, 360.0, 260.0], 0.4)
+    whole = obj("red cube", [300.0, 200.0, 360.0, 260.0], 0.8)
+    grounding = SCRIPT[1]
+
+    def target(*objects: dict) -> str:
+        return _phrase(grounding, {"objects": list(objects)}).text
+
+    assert target(sliver, cone, ball) == "[grounding] where is the green ball?"
+    assert target(half_hidden, cone) == "[grounding] where is the blue cone?"
+    assert target(whole, ball) == "[grounding] where is the red cube?"
+    assert target(sliver) == "[grounding] where is the red cube?"  # nothing better in view
+    assert target() == "[grounding] where is the red cube?"

@@ -76,10 +76,29 @@ SCRIPT = (
 
 
 def _phrase(question: Question, truth: dict[str, Any]) -> Question:
-    """Fill in the grounding target: the red cube when in view, else the most visible object."""
+    """Fill in the grounding target: the red cube when training would ask for its box.
+
+    Else the most visible object training would box, else the most visible one. A sliver at
+    the edge of the view is not asked about: training never asks for such boxes (under
+    ``DataConfig.min_visible`` shown or ``min_box_px`` a side).
+    """
+    from mm_ros.train.data import DataConfig
+
+    rules = DataConfig(seeds=(0,))
+
+    def boxable(o: dict[str, Any]) -> bool:
+        x1, y1, x2, y2 = o["box_px"]
+        return (
+            float(o["visible_fraction"]) >= rules.min_visible
+            and min(x2 - x1, y2 - y1) >= rules.min_box_px
+        )
+
     visible = [o for o in truth["objects"] if o.get("box_px")]
-    names = [o["name"] for o in sorted(visible, key=lambda o: -o["visible_fraction"])]
-    target = "red cube" if "red cube" in names or not names else names[0]
+    ranked = sorted(visible, key=lambda o: (not boxable(o), -o["visible_fraction"], o["name"]))
+    if any(o["name"] == "red cube" and boxable(o) for o in visible) or not ranked:
+        target = "red cube"
+    else:
+        target = ranked[0]["name"]
     return Question(question.text.format(target=target), question.truth)
 
 
