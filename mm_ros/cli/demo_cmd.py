@@ -82,16 +82,12 @@ def _phrase(question: Question, truth: dict[str, Any]) -> Question:
     the edge of the view is not asked about: training never asks for such boxes (under
     ``DataConfig.min_visible`` shown or ``min_box_px`` a side).
     """
-    from mm_ros.train.data import DataConfig
+    from mm_ros.train.data import DataConfig, shown_enough
 
     rules = DataConfig(seeds=(0,))
 
     def boxable(o: dict[str, Any]) -> bool:
-        x1, y1, x2, y2 = o["box_px"]
-        return (
-            float(o["visible_fraction"]) >= rules.min_visible
-            and min(x2 - x1, y2 - y1) >= rules.min_box_px
-        )
+        return shown_enough(o["box_px"], float(o["visible_fraction"]), rules, boxed=True)
 
     visible = [o for o in truth["objects"] if o.get("box_px")]
     ranked = sorted(visible, key=lambda o: (not boxable(o), -o["visible_fraction"], o["name"]))

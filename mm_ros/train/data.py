@@ -34,6 +34,7 @@ from mm_ros.train import tasks
 from mm_ros.train.tasks import Kind
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
     from pathlib import Path
 
     from numpy.typing import NDArray
@@ -235,24 +236,46 @@ class Example:
     truth: dict[str, Any] = field(default_factory=dict)
 
 
-def _clear(obj: Any, config: DataConfig) -> bool:
-    if not obj.in_view or obj.box_px is None or obj.visible_fraction < config.min_visible:
+def shown_enough(
+    box_px: Sequence[float] | None, visible_fraction: float, config: DataConfig, *, boxed: bool
+) -> bool:
+    """Return True when training asks about an object shown like this.
+
+    ``boxed=False``: "clear" (asked where it is, named in lists), ``boxed=True``: also asked
+    for its box (grounding, identify, refer). Takes plain values so that callers holding a
+    ``FrameTruth`` dict (the demo, replays) apply the same rule as the dataset.
+    """
+    if box_px is None or visible_fraction < config.min_visible:
         return False
-    x1, y1, x2, y2 = obj.box_px
-    return bool(min(x2 - x1, y2 - y1) >= config.min_side_px)
+    x1, y1, x2, y2 = box_px
+    side = config.min_box_px if boxed else config.min_side_px
+    return bool(min(x2 - x1, y2 - y1) >= max(side, config.min_side_px))
+
+
+def _clear(obj: Any, config: DataConfig) -> bool:
+    return bool(obj.in_view) and shown_enough(obj.box_px, obj.visible_fraction, config, boxed=False)
 
 
 def _boxable(obj: Any, config: DataConfig) -> bool:
-    return (
-        _clear(obj, config)
-        and min(_box(obj)[2] - _box(obj)[0], _box(obj)[3] - _box(obj)[1]) >= config.min_box_px
-    )
+    return bool(obj.in_view) and shown_enough(obj.box_px, obj.visible_fraction, config, boxed=True)
 
 
 def _box(obj: Any) -> tasks.Box:
     box: tasks.Box | None = obj.box_px
     assert box is not None  # only objects in view get here
     return box
+
+
+def _other_boxes(in_view: list[Any], obj: Any) -> list[dict[str, Any]]:
+    """Return the other objects in view with their boxes.
+
+    The evaluation uses them to tell a box on the wrong object from a loose one.
+    """
+    return [
+        {"name": o.name, "box_px": [float(v) for v in o.box_px]}
+        for o in in_view
+        if o is not obj and o.box_px is not None
+    ]
 
 
 def _near_boundary(obj: Any, half_width_deg: float, margin_deg: float) -> bool:
@@ -351,7 +374,8 @@ def questions_for(  # noqa: PLR0912, PLR0915 - one block per question kind
             percent = tasks.percent_box(_box(obj), width, height)
             q = _pick(rng, phrasings[Kind.GROUNDING]).format(obj=obj.name)
             add(Kind.GROUNDING, q, tasks.grounded(obj.name, percent), name=obj.name,
-                box_px=[float(v) for v in _box(obj)], percent=list(percent))  # fmt: skip
+                box_px=[float(v) for v in _box(obj)], percent=list(percent),
+                others=_other_boxes(in_view, obj))  # fmt: skip
         for obj in _chosen(boxable, rng, config):
             percent = tasks.percent_box(_box(obj), width, height)
             q = _pick(rng, phrasings[Kind.IDENTIFY]).format(box=tasks.box_markup(percent))
@@ -373,7 +397,8 @@ def questions_for(  # noqa: PLR0912, PLR0915 - one block per question kind
             percent = tasks.percent_box(_box(obj), width, height)
             q = _pick(rng, phrasings[Kind.REFER]).format(ref=ref)
             add(Kind.REFER, q, tasks.grounded(obj.name, percent), name=obj.name,
-                box_px=[float(v) for v in _box(obj)], percent=list(percent))  # fmt: skip
+                box_px=[float(v) for v in _box(obj)], percent=list(percent),
+                others=_other_boxes(in_view, obj))  # fmt: skip
     sound = _audio_truth(world, t, config)
     if sound is not None:
         q = _pick(rng, phrasings[Kind.AUDIO])

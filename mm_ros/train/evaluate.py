@@ -31,6 +31,8 @@ if TYPE_CHECKING:
 
 IOU_HIT = 0.5
 SAMPLES_PER_KIND = 5  # answers kept in the report per kind, for the model card
+CONFUSIONS_SHOWN = 8  # "asked → boxed" pairs listed under the table of box misses
+CROWD_MOST = 4  # box accuracy by objects in view: 1, 2, 3 and "4 or more"
 EVAL_KINDS = (
     Kind.SIDE,
     Kind.LIST,
@@ -50,12 +52,21 @@ class Score:
 
     correct: bool
     iou: float | None = None  # grounding / refer only
+    miss: str | None = None  # a wrong box: which of MISSES
+    boxed: str | None = None  # the object a wrong box fell on ("another object" misses)
+
+
+# Why a box answer missed (IoU < IOU_HIT with the asked object): it boxed another object in
+# view, boxed the right object loosely, boxed nothing there, gave no box, or failed.
+MISSES = ("another object", "loose", "on nothing", "no box", "error")
 
 
 def score(kind: str, truth: dict[str, Any], answer: AnswerValue) -> Score:  # noqa: PLR0911
     """Judge ``answer`` to a question of ``kind`` against ``truth`` (see `data.questions_for`)."""
     if not answer.ok:
-        return Score(False, 0.0 if kind in (Kind.GROUNDING.value, Kind.REFER.value) else None)
+        if kind in (Kind.GROUNDING.value, Kind.REFER.value):
+            return Score(False, 0.0, "error")
+        return Score(False)
     text = answer.text
     if kind == Kind.SIDE.value:
         if truth["side"] == "none":
@@ -68,12 +79,7 @@ def score(kind: str, truth: dict[str, Any], answer: AnswerValue) -> Score:  # no
             return Score(not named and "nothing" in text.lower())
         return Score(sorted(named) == sorted(expected))
     if kind in (Kind.GROUNDING.value, Kind.REFER.value):
-        if not answer.detections:
-            return Score(False, 0.0)
-        box = answer.detections[0].box_px
-        x1, y1, x2, y2 = truth["box_px"]
-        overlap = tasks.iou(box, (x1, y1, x2, y2))
-        return Score(overlap >= IOU_HIT, overlap)
+        return _score_box(truth, answer)
     if kind == Kind.IDENTIFY.value:
         return Score(tasks.names_in_text(text) == [truth["name"]])
     if kind == Kind.AUDIO.value:
@@ -81,6 +87,22 @@ def score(kind: str, truth: dict[str, Any], answer: AnswerValue) -> Score:  # no
     if kind == Kind.MOTION.value:
         return Score(tasks.motion_of_text(text) == truth["motion"])
     raise ConfigError(f"score: expected one of {[k.value for k in EVAL_KINDS]}, found {kind!r}")
+
+
+def _score_box(truth: dict[str, Any], answer: AnswerValue) -> Score:
+    """Judge the first box by IoU with the asked object's; say why it missed."""
+    if not answer.detections:
+        return Score(False, 0.0, "no box")
+    box = answer.detections[0].box_px
+    x1, y1, x2, y2 = truth["box_px"]
+    overlap = tasks.iou(box, (x1, y1, x2, y2))
+    if overlap >= IOU_HIT:
+        return Score(True, overlap)
+    others = [(tasks.iou(box, tuple(o["box_px"])), o["name"]) for o in truth.get("others", ())]
+    other, name = max(others, default=(0.0, ""))
+    if other > overlap:
+        return Score(False, overlap, "another object", name)
+    return Score(False, overlap, "loose" if overlap > 0 else "on nothing")
 
 
 def answer_from_text(
@@ -106,14 +128,21 @@ class Tally:
     correct: int = 0
     iou_sum: float = 0.0
     ious: int = 0
+    misses: dict[str, int] = field(default_factory=dict)  # MISSES → count (boxes only)
+    confusions: dict[str, int] = field(default_factory=dict)  # "asked → boxed" → count
 
-    def add(self, result: Score) -> None:
-        """Count one answer."""
+    def add(self, result: Score, asked: str | None = None) -> None:
+        """Count one answer (``asked``: the object a box question asked for)."""
         self.n += 1
         self.correct += int(result.correct)
         if result.iou is not None:
             self.iou_sum += result.iou
             self.ious += 1
+        if result.miss is not None:
+            self.misses[result.miss] = self.misses.get(result.miss, 0) + 1
+        if result.boxed is not None and asked is not None:
+            pair = f"{asked} → {result.boxed}"
+            self.confusions[pair] = self.confusions.get(pair, 0) + 1
 
     @property
     def accuracy(self) -> float:
@@ -147,11 +176,17 @@ class Report:
     cells: dict[str, dict[str, Tally]] = field(default_factory=dict)  # kind → phrasing → tally
     samples: list[dict[str, Any]] = field(default_factory=list)  # a few answers, for the card
     wall_s: float = 0.0
+    # box kinds: objects in view (capped at CROWD_MOST) → tally, training phrasings only
+    crowds: dict[str, dict[int, Tally]] = field(default_factory=dict)
 
     def add(self, example: Example, answer: AnswerValue, result: Score) -> None:
         """Count one answer."""
         phrasing = "unseen" if example.unseen else "seen"
-        self.cells.setdefault(example.kind, {}).setdefault(phrasing, Tally()).add(result)
+        tally = self.cells.setdefault(example.kind, {}).setdefault(phrasing, Tally())
+        tally.add(result, example.truth.get("name"))
+        if "others" in example.truth and not example.unseen:
+            crowd = min(len(example.truth["others"]) + 1, CROWD_MOST)
+            self.crowds.setdefault(example.kind, {}).setdefault(crowd, Tally()).add(result)
         shown = sum(s["kind"] == example.kind for s in self.samples)
         if shown < SAMPLES_PER_KIND:
             self.samples.append(
@@ -177,15 +212,25 @@ class Report:
                     "accuracy": round(t.accuracy, 4),
                     "ci95": [round(v, 4) for v in t.interval()],
                     **({"mean_iou": round(t.mean_iou, 4)} if t.mean_iou is not None else {}),
+                    **({"misses": dict(t.misses)} if t.misses else {}),
+                    **({"confusions": _ranked(t.confusions)} if t.confusions else {}),
                 }
                 for phrasing, t in by.items()
             }
             for kind, by in self.cells.items()
         }
+        crowds = {
+            kind: {
+                str(crowd): {"n": t.n, "accuracy": round(t.accuracy, 4)}
+                for crowd, t in sorted(by.items())
+            }
+            for kind, by in self.crowds.items()
+        }
         return {
             "model_id": self.model_id,
             "iou_hit": IOU_HIT,
             "results": cells,
+            **({"by_objects_in_view": crowds} if crowds else {}),
             "wall_s": round(self.wall_s, 1),
             "samples": self.samples,
         }
@@ -212,7 +257,63 @@ class Report:
                 continue
             row = [_KIND_LABEL[kind], *cell(by.get("seen")), *cell(by.get("unseen"))]
             lines.append("| " + " | ".join(row) + " |")
-        return "\n".join(lines) + "\n"
+        return "\n".join(lines) + "\n" + self._misses_markdown()
+
+    def _misses_markdown(self) -> str:
+        """Return the table of why box answers missed (empty when none did)."""
+        rows = []
+        for kind in (Kind.GROUNDING, Kind.REFER):
+            for phrasing, t in sorted(self.cells.get(kind.value, {}).items()):
+                missed = t.n - t.correct
+                if not missed:
+                    continue
+                shares = [f"{t.misses.get(m, 0)} ({100 * t.misses.get(m, 0) / missed:.0f} %)"
+                          for m in MISSES]  # fmt: skip
+                rows.append(
+                    f"| {kind.value} ({phrasing}) | {missed} | " + " | ".join(shares) + " |"
+                )
+        if not rows:
+            return ""
+        head = (
+            "\nWhy boxes missed (IoU < "
+            f"{IOU_HIT}): the box overlaps another object in view more than the asked one, "
+            "overlaps the asked one too little, overlaps nothing, or no box came.\n\n"
+            "| box kind | missed | " + " | ".join(MISSES) + " |\n"
+            "|---|---:|" + "---:|" * len(MISSES) + "\n"
+        )
+        confused: dict[str, int] = {}
+        for kind in (Kind.GROUNDING, Kind.REFER):
+            for t in self.cells.get(kind.value, {}).values():
+                for pair, count in t.confusions.items():
+                    confused[pair] = confused.get(pair, 0) + count
+        top = list(_ranked(confused).items())[:CONFUSIONS_SHOWN]
+        tail = ""
+        if top:
+            shown = ", ".join(f"{pair} ({count})" for pair, count in top)
+            tail = f"\nMost frequent wrong objects (asked → boxed, all box questions): {shown}.\n"
+        return head + "\n".join(rows) + "\n" + tail + self._crowds_markdown()
+
+    def _crowds_markdown(self) -> str:
+        """Return the box accuracy by how many objects are in view (training phrasings)."""
+        lines = []
+        for kind in (Kind.GROUNDING, Kind.REFER):
+            by = self.crowds.get(kind.value)
+            if not by:
+                continue
+            cells = []
+            for crowd, t in sorted(by.items()):
+                label = f"{crowd}+" if crowd == CROWD_MOST else str(crowd)
+                cells.append(f"{label}: {100 * t.accuracy:.0f} % of {t.n}")
+            lines.append(f"- {kind.value}: " + ", ".join(cells))
+        if not lines:
+            return ""
+        head = "\nBox accuracy by objects in view (training phrasings):\n\n"
+        return head + "\n".join(lines) + "\n"
+
+
+def _ranked(counts: dict[str, int]) -> dict[str, int]:
+    """Return ``counts`` most frequent first (ties by name: same answers, same report)."""
+    return dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
 
 
 _KIND_LABEL = {
@@ -299,6 +400,7 @@ def write_report(report: Report, out: Path) -> tuple[Path, Path]:
 
 __all__ = [
     "EVAL_KINDS",
+    "MISSES",
     "EvalConfig",
     "Report",
     "Score",

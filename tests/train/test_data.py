@@ -140,3 +140,32 @@ def test_every_object_asks_about_each_object_once() -> None:
         asked = per_snapshot(every, kind)
         assert max(len(names) for names in asked) > 1
         assert all(len(names) == len(set(names)) for names in asked)
+
+
+def test_boxes_are_asked_exactly_about_objects_shown_enough() -> None:
+    config = data.DataConfig(seeds=(1003,), snapshots_per_episode=6, duration_s=8.0,
+                             every_object=True)  # fmt: skip
+    world = World(data.world_config(1003, config))
+    asked: dict[int, set[str]] = {}
+    for e in data.examples_only(config):
+        if e.kind == Kind.GROUNDING.value:
+            asked.setdefault(e.frame, set()).add(e.truth["name"])
+            objects = world.frame(e.frame).truth.objects
+            others = [o.name for o in objects if o.in_view and o.box_px is not None]
+            others.remove(e.truth["name"])
+            assert sorted(o["name"] for o in e.truth["others"]) == sorted(others)
+            assert all(len(o["box_px"]) == 4 for o in e.truth["others"])
+    assert asked
+    for frame, names in asked.items():
+        objects = world.frame(frame).truth.objects
+        shown = {
+            o.name
+            for o in objects
+            if o.in_view and data.shown_enough(o.box_px, o.visible_fraction, config, boxed=True)
+        }
+        assert names == shown
+    # the box rule is the stricter one: a 22 px box is clear but not asked for
+    assert data.shown_enough((0.0, 0.0, 22.0, 40.0), 0.9, config, boxed=False)
+    assert not data.shown_enough((0.0, 0.0, 22.0, 40.0), 0.9, config, boxed=True)
+    assert not data.shown_enough((0.0, 0.0, 40.0, 40.0), 0.5, config, boxed=False)
+    assert not data.shown_enough(None, 1.0, config, boxed=False)

@@ -49,7 +49,76 @@ def test_boxes_are_scored_by_iou_in_source_pixels() -> None:
     assert not miss.correct
     assert miss.iou == 0.0
     none = score(Kind.GROUNDING.value, truth, _answer("no box"))
-    assert none == Score(False, 0.0)
+    assert none == Score(False, 0.0, "no box")
+
+
+@pytest.mark.parametrize(
+    ("box", "miss"),
+    [
+        ((305.0, 100.0, 405.0, 200.0), "another object"),  # on the other object
+        ((170.0, 100.0, 370.0, 200.0), "another object"),  # spans both, more of the other
+        ((150.0, 150.0, 250.0, 250.0), "loose"),  # a quarter on the target, nothing else
+        ((100.0, 300.0, 200.0, 400.0), "on nothing"),
+    ],
+)
+def test_a_missed_box_says_why(box: tuple[float, float, float, float], miss: str) -> None:
+    truth = {
+        "box_px": [100.0, 100.0, 200.0, 200.0],
+        "others": [{"name": "red cone", "box_px": [300.0, 100.0, 400.0, 200.0]}],
+    }
+    result = score(Kind.GROUNDING.value, truth, _answer("", box))
+    assert not result.correct
+    assert result.miss == miss
+    assert result.boxed == ("red cone" if miss == "another object" else None)
+    hit = score(Kind.REFER.value, truth, _answer("", (100.0, 100.0, 200.0, 200.0)))
+    assert hit.correct
+    assert hit.miss is None
+    failed = score(Kind.REFER.value, truth, _answer("", error="timeout"))
+    assert failed.miss == "error"
+
+
+def test_report_counts_why_boxes_missed() -> None:
+    from mm_ros.train.data import Example
+
+    report = Report("m")
+    e = Example(0, 1, 2, Kind.GROUNDING.value, "grounding", "where is the red cube?", "",
+                False, {"name": "red cube", "box_px": [0.0, 0.0, 10.0, 10.0]})  # fmt: skip
+    for result in (Score(True, 0.9), Score(False, 0.0, "another object", "red cone"),
+                   Score(False, 0.0, "another object", "blue cube"),
+                   Score(False, 0.0, "another object", "red cone"),
+                   Score(False, 0.3, "loose")):  # fmt: skip
+        report.add(e, _answer(""), result)
+    cell = report.to_json()["results"]["grounding"]["seen"]
+    assert cell["misses"] == {"another object": 3, "loose": 1}
+    assert list(cell["confusions"].items()) == [
+        ("red cube → red cone", 2),
+        ("red cube → blue cube", 1),
+    ]
+    table = report.markdown()
+    assert "| grounding (seen) | 4 | 3 (75 %) | 1 (25 %) | 0 (0 %) | 0 (0 %) | 0 (0 %) |" in table
+    assert "red cube → red cone (2), red cube → blue cube (1)." in table
+
+
+def test_report_splits_box_accuracy_by_objects_in_view() -> None:
+    from mm_ros.train.data import Example
+
+    report = Report("m")
+
+    def ask(others: int, correct: bool, unseen: bool = False) -> None:
+        truth = {"name": "red cube", "box_px": [0.0, 0.0, 10.0, 10.0],
+                 "others": [{"name": "x", "box_px": [20.0, 0.0, 30.0, 10.0]}] * others}  # fmt: skip
+        e = Example(0, 1, 2, Kind.REFER.value, "grounding", "find the cube.", "", unseen, truth)
+        report.add(e, _answer(""), Score(correct, 1.0 if correct else 0.0))
+
+    for others, correct in ((0, True), (0, True), (1, True), (1, False), (4, False), (6, True)):
+        ask(others, correct)
+    ask(0, False, unseen=True)  # unseen phrasings are reported apart
+    assert report.to_json()["by_objects_in_view"]["refer"] == {
+        "1": {"n": 2, "accuracy": 1.0},
+        "2": {"n": 2, "accuracy": 0.5},
+        "4": {"n": 2, "accuracy": 0.5},
+    }
+    assert "- refer: 1: 100 % of 2, 2: 50 % of 2, 4+: 50 % of 2" in report.markdown()
 
 
 def test_an_error_is_wrong() -> None:
