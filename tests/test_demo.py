@@ -102,6 +102,35 @@ def test_motion_question_waits_for_steady_motion() -> None:
     assert observer.steady_motion(NS // 10) is None  # less than half a second in hand
 
 
+def test_grounding_question_waits_for_the_red_cube() -> None:
+    from mm_ros.cli.demo_cmd import NS
+
+    def truth(shown: float, box: list[float] | None) -> dict:
+        cube = {"name": "red cube", "in_view": box is not None, "box_px": box,
+                "visible_fraction": shown}  # fmt: skip
+        ball = {"name": "green ball", "in_view": True, "box_px": [400.0, 200.0, 460.0, 260.0],
+                "visible_fraction": 1.0}  # fmt: skip
+        return {"objects": [cube, ball]}
+
+    cases = [
+        (0.0, None),  # out of view
+        (0.9, [0.0, 266.0, 4.0, 366.0]),  # a sliver at the edge
+        (0.4, [300.0, 200.0, 360.0, 260.0]),  # mostly hidden
+        (0.8, [300.0, 200.0, 360.0, 260.0]),  # in view
+    ]
+    step = NS // 10
+    frames = {}
+    for i, (shown, box) in enumerate(cases):  # each case held for one second, 10 truths
+        frames.update({i * NS + k * step: truth(shown, box) for k in range(10)})
+    observer = _observer_with(frames)
+    for i in range(3):
+        assert observer.showing(i * NS + 9 * step) is None
+    assert observer.showing(3 * NS + 4 * step) is None  # in view for less than half a second
+    assert observer.showing(3 * NS + 9 * step) == 3 * NS + 9 * step
+    assert observer.showing(3 * NS + 9 * step, "green ball") == 3 * NS + 9 * step
+    assert observer.showing(5 * NS) is None  # no truth in the half second before
+
+
 def _image(stamp_ns: int) -> object:
     from types import SimpleNamespace
 

@@ -30,6 +30,10 @@ NS = 1_000_000_000
 READY_S = 120.0  # model loading in four processes on two cores
 PICTURE_GAP_NS = NS // 5  # a picture may use a neighbouring frame if the demo missed the one used
 ANSWER_S = 60.0
+# Longest wait for a moment to ask in (a sound just ended, steady motion, the red cube in view):
+# in the default world (seed 3) the red cube is out of view for up to 15 s of world time at a
+# time, and on a busy 2-core machine sim_world runs slower than the wall clock.
+MOMENT_S = 30.0
 ADAPTERS = ("camera_adapter", "audio_adapter", "imu_adapter")
 
 
@@ -75,6 +79,19 @@ SCRIPT = (
 )
 
 
+GROUNDING_TARGET = "red cube"
+
+
+def _boxable(obj: dict[str, Any]) -> bool:
+    """Return True when training would ask for this object's box (`data.shown_enough`)."""
+    from mm_ros.train.data import DataConfig, shown_enough
+
+    if not obj.get("in_view", True) or not obj.get("box_px"):
+        return False
+    rules = DataConfig(seeds=(0,))
+    return shown_enough(obj["box_px"], float(obj["visible_fraction"]), rules, boxed=True)
+
+
 def _phrase(question: Question, truth: dict[str, Any]) -> Question:
     """Fill in the grounding target: the red cube when training would ask for its box.
 
@@ -82,17 +99,10 @@ def _phrase(question: Question, truth: dict[str, Any]) -> Question:
     the edge of the view is not asked about: training never asks for such boxes (under
     ``DataConfig.min_visible`` shown or ``min_box_px`` a side).
     """
-    from mm_ros.train.data import DataConfig, shown_enough
-
-    rules = DataConfig(seeds=(0,))
-
-    def boxable(o: dict[str, Any]) -> bool:
-        return shown_enough(o["box_px"], float(o["visible_fraction"]), rules, boxed=True)
-
     visible = [o for o in truth["objects"] if o.get("box_px")]
-    ranked = sorted(visible, key=lambda o: (not boxable(o), -o["visible_fraction"], o["name"]))
-    if any(o["name"] == "red cube" and boxable(o) for o in visible) or not ranked:
-        target = "red cube"
+    ranked = sorted(visible, key=lambda o: (not _boxable(o), -o["visible_fraction"], o["name"]))
+    if any(o["name"] == GROUNDING_TARGET and _boxable(o) for o in visible) or not ranked:
+        target = GROUNDING_TARGET
     else:
         target = ranked[0]["name"]
     return Question(question.text.format(target=target), question.truth)
@@ -228,6 +238,22 @@ class Observer:
             labels = {self.truths[s]["motion"] for s in stamps}
             return max(stamps) if len(labels) == 1 else None
 
+    def showing(self, newest_ns: int, name: str = GROUNDING_TARGET) -> int | None:
+        """Return ``newest_ns``'s truth stamp if ``name`` showed for the 0.5 s before it.
+
+        Showed: well enough for training to ask for its box (`data.shown_enough`). The half
+        second covers the camera adapter's lag: the frame an answer uses may be a few frames
+        older than the stamp asked about.
+        """
+        with self._lock:
+            stamps = [s for s in self.truths if newest_ns - NS // 2 <= s <= newest_ns]
+            if not stamps or min(stamps) > newest_ns - NS // 2 + NS // 10:
+                return None  # less than the half second in hand
+            shown = [self.truths[s]["objects"] for s in stamps]
+        if all(any(o["name"] == name and _boxable(o) for o in objects) for objects in shown):
+            return max(stamps)
+        return None
+
     def frame_near(self, stamp_ns: int, max_gap_ns: int) -> tuple[int, Any] | None:
         """Return the kept frame closest to ``stamp_ns`` (stamp, message), if within the gap.
 
@@ -294,11 +320,16 @@ def _ask(bus: Any, question: Question, stamp_ns: int) -> AnswerValue:
 
 
 def _moment(observer: Observer, kind: str, stamp_ns: int, wait_s: float = 15.0) -> int:
-    """Wait for a moment with one clear answer: just after a sound, in steady motion.
+    """Wait for a moment with one clear answer; return its stamp.
 
-    Falls back to ``stamp_ns`` when none comes within ``wait_s``.
+    Just after a sound, in steady motion, or with the red cube in view (shown enough for
+    training to ask for its box). Falls back to ``stamp_ns`` when none comes within ``wait_s``.
     """
-    find = observer.after_sound if kind == "audio" else observer.steady_motion
+    find = {
+        "audio": observer.after_sound,
+        "motion": observer.steady_motion,
+        "grounding": observer.showing,
+    }[kind]
     deadline = time.monotonic() + wait_s
     while time.monotonic() < deadline:
         got = observer.newest()
@@ -380,11 +411,11 @@ def _demo(args: argparse.Namespace) -> int:
                 for index, template in enumerate(SCRIPT[: args.questions]):
                     got = observer.newest()
                     assert got is not None
-                    question = _phrase(template, got[1])
                     # 100 ms back: every adapter has encoded that moment by now
                     stamp_ns = got[0] - NS // 10
-                    if template.truth in ("audio", "motion"):
-                        stamp_ns = _moment(observer, template.truth, stamp_ns)
+                    if template.truth in ("audio", "motion", "grounding"):
+                        stamp_ns = _moment(observer, template.truth, stamp_ns, MOMENT_S)
+                    question = _phrase(template, observer.truth_at(stamp_ns))
                     print(f"\n== Q{index + 1}: {question.text}")
                     observer.pin(stamp_ns)  # a slow answer must still find its frame
                     answer = _ask(bus, question, stamp_ns)
