@@ -33,6 +33,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="language-model device: auto (cuda when torch sees a GPU, as model_service), "
         "cpu, cuda, cuda:N; the model card's figures are measured on cpu",
     )
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=0,
+        help="torch CPU threads (0: torch's default, all cores); 1 beside a training run",
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.set_defaults(handler=cmd_eval)
 
@@ -56,7 +62,13 @@ def cmd_eval(args: argparse.Namespace) -> int:
             "--episodes must be >= 1, --per-kind and --unseen-per-kind >= 0, found "
             + ", ".join(f"--{k.replace('_', '-')} {v}" for k, v in given.items())
         )
+    if args.threads < 0:
+        raise ConfigError(f"--threads must be >= 0 (0: torch's default), found {args.threads}")
     config = replace(EvalConfig(), **given)
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
     report = evaluate_backend(
         BackendConfig(model_dir=args.model, device=args.device),
         config,

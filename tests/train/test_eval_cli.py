@@ -16,8 +16,15 @@ if TYPE_CHECKING:
 def test_eval_writes_the_table_and_json_of_the_shipped_model(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    import torch
+
+    threads = torch.get_num_threads()
     args = ["eval", "--out", str(tmp_path), "--episodes", "1", "--per-kind", "2"]
-    assert main([*args, "--unseen-per-kind", "1", "--no-progress"]) == 0
+    try:
+        assert main([*args, "--unseen-per-kind", "1", "--threads", "1", "--no-progress"]) == 0
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(threads)
     table = (tmp_path / "eval.md").read_text()
     assert table in capsys.readouterr().out
     assert "| accuracy [95 % interval] |" in table
@@ -33,3 +40,5 @@ def test_eval_refuses_negative_sizes(tmp_path: Path, capsys: pytest.CaptureFixtu
     assert main(["eval", "--out", str(tmp_path), "--per-kind", "-1"]) == 2
     assert "--per-kind -1" in capsys.readouterr().err
     assert not (tmp_path / "eval.json").exists()
+    assert main(["eval", "--out", str(tmp_path), "--threads", "-2"]) == 2
+    assert "--threads must be >= 0" in capsys.readouterr().err
