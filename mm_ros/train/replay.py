@@ -108,8 +108,13 @@ def questions_at(truth: dict[str, Any], min_box_px: float = 24.0) -> list[Replay
         add(Kind.SIDE, f"where is the {target['name']}?", name=target["name"], side=target["side"])
     boxable = _most_visible(truth, min_box_px)
     if boxable is not None:
+        others = [
+            {"name": o["name"], "box_px": [float(v) for v in o["box_px"]]}
+            for o in truth["objects"]
+            if o is not boxable and o.get("in_view") and o.get("box_px")
+        ]  # a missed box says whether it fell on one of these (`evaluate.score`)
         add(Kind.GROUNDING, f"where is the {boxable['name']}?", name=boxable["name"],
-            box_px=[float(v) for v in boxable["box_px"]])  # fmt: skip
+            box_px=[float(v) for v in boxable["box_px"]], others=others)  # fmt: skip
     sound = truth.get("last_sound")
     if sound:
         add(Kind.AUDIO, "what did i just hear?", sound=sound["sound"])
@@ -148,6 +153,7 @@ class ReplayReport:
                 "error": answer.error,
                 "correct": result.correct,
                 "iou": None if result.iou is None else round(result.iou, 4),
+                "miss": result.miss,  # why a box missed: one of evaluate.MISSES
                 "latency_s": round(latency_s, 4),
             }
         )
@@ -225,9 +231,12 @@ class ReplayReport:
         for r in self.rows:
             said = (r["error"] or r["answer"]).replace("|", "\\|").replace("\n", " ")
             iou_cell = "-" if r["iou"] is None else f"{r['iou']:.3f}"
+            verdict = "yes" if r["correct"] else "no"
+            if r.get("miss"):
+                verdict += f" ({r['miss']})"
             lines.append(
                 f"| {r['stamp_ns'] / NS:.3f} | {r['kind']} | {r['question']} | {said} | "
-                f"{'yes' if r['correct'] else 'no'} | {iou_cell} | {r['latency_s']:.3f} |"
+                f"{verdict} | {iou_cell} | {r['latency_s']:.3f} |"
             )
         return "\n".join(lines) + "\n"
 

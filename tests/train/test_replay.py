@@ -97,3 +97,20 @@ def test_report_scores_rows_and_writes_json_and_markdown(tmp_path: Path) -> None
     assert text.startswith("# Replay evaluation of kitchen")
     assert "| grounding | 1 | 1 | 100.0 % |" in text
     assert "| motion | how am i moving? | deadline | no | - |" in text
+
+
+def test_a_box_on_another_object_is_reported_as_such(tmp_path: Path) -> None:
+    truth = world_truth(60)
+    grounding = next(q for q in questions_at(truth) if q.kind == "grounding")
+    others = grounding.truth["others"]
+    in_view = [o for o in truth["objects"] if o["in_view"] and o["box_px"]]
+    assert sorted(o["name"] for o in others) == sorted(
+        o["name"] for o in in_view if o["name"] != grounding.truth["name"]
+    )
+    assert others, "frame 60 of seed 3 shows more than one object"
+    wrong = tuple(others[0]["box_px"])
+    report = ReplayReport(bag="kitchen")
+    report.add(grounding, AnswerValue("q", "grounding", detections=(Detection("x", wrong),)), 0.1)
+    row = json.loads(report.write(tmp_path)[0].read_text())["rows"][0]
+    assert (row["correct"], row["miss"]) == (False, "another object")
+    assert "| no (another object) |" in (tmp_path / "evaluation.md").read_text()
