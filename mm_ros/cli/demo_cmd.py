@@ -11,6 +11,7 @@ shuts everything down.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import signal
@@ -82,14 +83,21 @@ SCRIPT = (
 GROUNDING_TARGET = "red cube"
 
 
+@functools.cache
+def _rules() -> Any:
+    """Training's rules for what it asks about (imported late: `mm-ros --help` stays fast)."""
+    from mm_ros.train.data import DataConfig
+
+    return DataConfig(seeds=(0,))
+
+
 def _boxable(obj: dict[str, Any]) -> bool:
     """Return True when training would ask for this object's box (`data.shown_enough`)."""
-    from mm_ros.train.data import DataConfig, shown_enough
+    from mm_ros.train.data import shown_enough
 
     if not obj.get("in_view", True) or not obj.get("box_px"):
         return False
-    rules = DataConfig(seeds=(0,))
-    return shown_enough(obj["box_px"], float(obj["visible_fraction"]), rules, boxed=True)
+    return shown_enough(obj["box_px"], float(obj["visible_fraction"]), _rules(), boxed=True)
 
 
 def _phrase(question: Question, truth: dict[str, Any]) -> Question:

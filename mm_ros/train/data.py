@@ -248,8 +248,8 @@ def shown_enough(
     if box_px is None or visible_fraction < config.min_visible:
         return False
     x1, y1, x2, y2 = box_px
-    side = config.min_box_px if boxed else config.min_side_px
-    return bool(min(x2 - x1, y2 - y1) >= max(side, config.min_side_px))
+    side = max(config.min_box_px, config.min_side_px) if boxed else config.min_side_px
+    return bool(min(x2 - x1, y2 - y1) >= side)
 
 
 def _clear(obj: Any, config: DataConfig) -> bool:

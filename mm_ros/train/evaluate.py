@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections import Counter
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -128,8 +129,8 @@ class Tally:
     correct: int = 0
     iou_sum: float = 0.0
     ious: int = 0
-    misses: dict[str, int] = field(default_factory=dict)  # MISSES → count (boxes only)
-    confusions: dict[str, int] = field(default_factory=dict)  # "asked → boxed" → count
+    misses: Counter[str] = field(default_factory=Counter)  # MISSES → count (boxes only)
+    confusions: Counter[str] = field(default_factory=Counter)  # "asked → boxed" → count
 
     def add(self, result: Score, asked: str | None = None) -> None:
         """Count one answer (``asked``: the object a box question asked for)."""
@@ -139,10 +140,9 @@ class Tally:
             self.iou_sum += result.iou
             self.ious += 1
         if result.miss is not None:
-            self.misses[result.miss] = self.misses.get(result.miss, 0) + 1
+            self.misses[result.miss] += 1
         if result.boxed is not None and asked is not None:
-            pair = f"{asked} → {result.boxed}"
-            self.confusions[pair] = self.confusions.get(pair, 0) + 1
+            self.confusions[f"{asked} → {result.boxed}"] += 1
 
     @property
     def accuracy(self) -> float:
@@ -267,8 +267,7 @@ class Report:
                 missed = t.n - t.correct
                 if not missed:
                     continue
-                shares = [f"{t.misses.get(m, 0)} ({100 * t.misses.get(m, 0) / missed:.0f} %)"
-                          for m in MISSES]  # fmt: skip
+                shares = [f"{t.misses[m]} ({100 * t.misses[m] / missed:.0f} %)" for m in MISSES]
                 rows.append(
                     f"| {kind.value} ({phrasing}) | {missed} | " + " | ".join(shares) + " |"
                 )
@@ -281,11 +280,10 @@ class Report:
             "| box kind | missed | " + " | ".join(MISSES) + " |\n"
             "|---|---:|" + "---:|" * len(MISSES) + "\n"
         )
-        confused: dict[str, int] = {}
+        confused: Counter[str] = Counter()
         for kind in (Kind.GROUNDING, Kind.REFER):
             for t in self.cells.get(kind.value, {}).values():
-                for pair, count in t.confusions.items():
-                    confused[pair] = confused.get(pair, 0) + count
+                confused.update(t.confusions)
         top = list(_ranked(confused).items())[:CONFUSIONS_SHOWN]
         tail = ""
         if top:
