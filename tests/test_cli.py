@@ -104,6 +104,10 @@ def test_usage_errors_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
         (["--lr", "-0.001"], "--lr must be >= 0"),
         (["--steps", "-1"], "--steps"),
         (["--crowd-curriculum", "5:1,2:2"], "steps must increase"),
+        (["--stage3-steps", "-1"], "--stage3-steps"),
+        (["--stage3-steps", "5", "--start-stage3", "nowhere"], "no mm_model.json"),
+        (["--stage3-steps", "0", "--start-stage3", "nowhere"], "stage3_steps >= 1"),
+        (["--start-stage3", "nowhere", "--resume"], "use one"),
     ],
 )
 def test_train_rejects_bad_settings_before_any_work(

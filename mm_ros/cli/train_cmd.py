@@ -25,7 +25,23 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     tiny = sub.add_parser("tiny", help="train mm-tiny (image + audio + IMU adapters, tiny Llama)")
     tiny.add_argument("--seed", type=int, default=0, help="initialisation and data order")
     tiny.add_argument("--out", type=Path, default=Path("runs/mm-tiny"), help="run folder")
-    tiny.add_argument("--steps", type=int, default=0, help="total steps (0: the shipped recipe)")
+    tiny.add_argument(
+        "--steps", type=int, default=0, help="steps of stages 1 and 2 (0: the shipped recipe)"
+    )
+    tiny.add_argument(
+        "--stage3-steps",
+        type=int,
+        default=None,
+        help="steps of stage 3, crowd tuning (default: the shipped recipe's; 0: none)",
+    )
+    tiny.add_argument(
+        "--start-stage3",
+        type=Path,
+        default=None,
+        metavar="MODEL",
+        help="skip stages 1 and 2: continue this finished stage-2 model of the same seed and "
+        "recipe with stage 3 (e.g. the model a run with --stage3-steps 0 wrote)",
+    )
     tiny.add_argument("--episodes", type=int, default=0, help="training episodes (0: default)")
     tiny.add_argument("--batch", type=int, default=0, help="questions per step (0: default)")
     tiny.add_argument(
@@ -71,10 +87,13 @@ def cmd_tiny(args: argparse.Namespace) -> int:
     """Train, write OUT/mm-tiny, optionally ship it into the package."""
     import dataclasses
 
-    from mm_ros.train.trainer import TrainConfig, parse_crowd, train
+    from mm_ros.train.trainer import TrainConfig, parse_crowd, start_stage3, train
 
-    if min(args.steps, args.episodes, args.batch, args.lr, args.align_weight or 0.0) < 0:
-        raise ConfigError("--steps, --episodes, --batch, --align-weight and --lr must be >= 0")
+    numbers = (args.steps, args.episodes, args.batch, args.lr, args.align_weight or 0.0)
+    if min(*numbers, args.stage3_steps or 0) < 0:
+        raise ConfigError(
+            "--steps, --stage3-steps, --episodes, --batch, --align-weight and --lr must be >= 0"
+        )
     config = TrainConfig(
         seed=args.seed,
         device=args.device,
@@ -88,6 +107,8 @@ def cmd_tiny(args: argparse.Namespace) -> int:
     if args.steps:
         stage1 = round(args.steps * STAGE1_SHARE)
         config = dataclasses.replace(config, stage1_steps=stage1, stage2_steps=args.steps - stage1)
+    if args.stage3_steps is not None:
+        config = dataclasses.replace(config, stage3_steps=args.stage3_steps)
     if args.episodes:
         config = dataclasses.replace(config, train_episodes=args.episodes)
     if args.batch:
@@ -95,10 +116,14 @@ def cmd_tiny(args: argparse.Namespace) -> int:
     if args.lr:
         config = dataclasses.replace(config, lr_stage2=args.lr)
     started = time.monotonic()
+    if args.start_stage3 is not None:
+        if args.resume:
+            raise ConfigError("--start-stage3 starts a run; --resume continues one: use one")
+        start_stage3(args.start_stage3, args.out, config)
     folder = train(
         config,
         args.out,
-        resume=args.resume,
+        resume=args.resume or args.start_stage3 is not None,
         progress=not args.no_progress,
         stop_after=args.stop_after,
     )

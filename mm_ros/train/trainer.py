@@ -3,7 +3,9 @@
 Stage 1 (alignment): the language model is frozen; the adapters (encoders + projectors) learn
 to caption snapshots. Stage 2 (instruction tuning): questions of every kind with their task
 identifiers; for mm-tiny the small language model, which starts from random weights, is trained
-too. Every step's batch depends only on (seed, step), so a resumed run continues exactly where
+too. Stage 3 (crowd tuning) goes on with stage 2's questions from a fresh optimizer at a lower
+learning rate, most of each batch drawn from snapshots with several objects in view. Every
+step's batch depends only on (seed, step), so a resumed run continues exactly where
 a checkpoint left it. Checkpoints are safetensors + JSON, never pickles.
 """
 
@@ -12,6 +14,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import shutil
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -80,6 +83,15 @@ class TrainConfig:
     # object's tokens quickly but to pick the named object among many only after it can read
     # one (model card: oracle probe).
     crowd_curriculum: tuple[tuple[int, int], ...] = ()
+    # Stage 3 (crowd tuning): after stage 2 an object alone in view is boxed right almost
+    # always, one among three about half the time (model card). A fresh AdamW (warmup, cosine)
+    # goes on with every kind, ``stage3_crowd_share`` of each batch drawn from the snapshots
+    # with at least ``stage3_crowd`` objects in view. It starts from stage 2's weights alone,
+    # so a finished stage-2 model can be continued exactly (`start_stage3`).
+    stage3_steps: int = 0
+    lr_stage3: float = 3e-4
+    stage3_crowd: int = 2
+    stage3_crowd_share: float = 0.75
     warmup_steps: int = 50
     weight_decay: float = 0.01
     word_dropout: float = 0.05  # question words replaced by <unk>: new words are not fatal
@@ -102,17 +114,31 @@ class TrainConfig:
     model: mm_tiny.TinyConfig = field(default_factory=mm_tiny.TinyConfig)
 
     def __post_init__(self) -> None:
-        if self.stage1_steps < 0 or self.stage2_steps < 0:
+        steps = (self.stage1_steps, self.stage2_steps, self.stage3_steps)
+        if min(steps) < 0:
+            raise ConfigError(f"steps of stages 1, 2 and 3 must be >= 0, found {steps}")
+        if not 0.0 <= self.stage3_crowd_share <= 1.0:
             raise ConfigError(
-                f"steps must be >= 0, found {self.stage1_steps} and {self.stage2_steps}"
+                f"stage3_crowd_share must be in [0, 1], found {self.stage3_crowd_share}"
             )
         if self.batch < 1 or self.train_episodes < 1:
             raise ConfigError(f"batch and train_episodes must be >= 1, found {self}")
 
     @property
-    def total_steps(self) -> int:
-        """Both stages."""
+    def stage3_start(self) -> int:
+        """The first step of stage 3 (the end of stage 2)."""
         return self.stage1_steps + self.stage2_steps
+
+    @property
+    def total_steps(self) -> int:
+        """All three stages."""
+        return self.stage3_start + self.stage3_steps
+
+    def stage_at(self, step: int) -> int:
+        """Return the stage (1, 2 or 3) that ``step`` belongs to."""
+        if step < self.stage1_steps:
+            return 1
+        return 2 if step < self.stage3_start else 3
 
     def resolved_device(self) -> str:
         """Return the device to train on."""
@@ -171,7 +197,10 @@ class TinyModel:
         """Load what :meth:`state` returned."""
         for prefix, module in self.modules().items():
             own = {k[len(prefix) + 1 :]: v for k, v in state.items() if k.startswith(prefix + ".")}
-            missing, unexpected = module.load_state_dict(own, strict=False)
+            try:
+                missing, unexpected = module.load_state_dict(own, strict=False)
+            except RuntimeError as err:  # a tensor of another shape: another model size
+                raise CheckpointError(f"checkpoint does not match {prefix}: {err}") from err
             # tied output weights are stored once, under the input embedding's name
             missing = [k for k in missing if k != "lm_head.weight"]
             if missing or unexpected:
@@ -179,6 +208,22 @@ class TinyModel:
                     f"checkpoint does not match {prefix}: missing {missing[:5]}, "
                     f"unexpected {unexpected[:5]}"
                 )
+
+    def load_folder(self, folder: Path) -> None:
+        """Load the weights of a saved model folder (what :meth:`save` wrote)."""
+        from safetensors.torch import load_file
+
+        from mm_ros.llm.backends.composed import read_manifest
+
+        manifest = read_manifest(folder)
+        state = {
+            f"llm.{k}": v
+            for k, v in load_file(str(folder / manifest.llm / "model.safetensors")).items()
+        }
+        for modality, sub in manifest.adapters.items():
+            weights = load_file(str(folder / sub / "model.safetensors"))
+            state.update({f"adapter.{modality}.{k}": v for k, v in weights.items()})
+        self.load_state(state)
 
     def save(self, folder: Path) -> Path:
         """Write the composed model folder the service loads (mm_model.json, llm/, adapters/)."""
@@ -258,10 +303,14 @@ def step_rows(
     limit = crowd_limit(step - config.stage1_steps, config) if in_view else None
     if limit is not None:  # the crowd curriculum draws from the snapshots it allows
         snaps = [snap for snap in snaps if in_view[snap] <= limit] or snaps
-    chosen = rng.choice(len(snaps), size=min(config.batch, len(snaps)), replace=False)
+    if config.stage_at(step) == 3 and in_view:  # noqa: PLR2004
+        chosen = _crowded_first(snaps, in_view, config, rng)
+    else:
+        picked = rng.choice(len(snaps), size=min(config.batch, len(snaps)), replace=False)
+        chosen = [snaps[int(index)] for index in picked]
     rows = []
-    for index in chosen:
-        examples = by_snap[snaps[int(index)]]
+    for snap in chosen:
+        examples = by_snap[snap]
         captions = [e for e in examples if e.kind == Kind.CAPTION.value]
         if step < config.stage1_steps:
             row = captions
@@ -273,6 +322,18 @@ def step_rows(
         if row:
             rows.append(row)
     return rows
+
+
+def _crowded_first(
+    snaps: Sequence[int], in_view: Sequence[int], config: TrainConfig, rng: np.random.Generator
+) -> list[int]:
+    """Stage 3's snapshots: ``stage3_crowd_share`` of the batch from the crowded ones."""
+    crowded = [snap for snap in snaps if in_view[snap] >= config.stage3_crowd]
+    wanted = min(len(crowded), round(config.batch * config.stage3_crowd_share))
+    chosen = [crowded[int(i)] for i in rng.choice(len(crowded), size=wanted, replace=False)]
+    rest = sorted(set(snaps) - set(chosen))
+    more = min(config.batch - wanted, len(rest))
+    return chosen + [rest[int(i)] for i in rng.choice(len(rest), size=more, replace=False)]
 
 
 def batch_loss(
@@ -359,10 +420,13 @@ class Alignment:
 
 def lr_at(step: int, config: TrainConfig) -> float:
     """Warmup then cosine decay to 10 %, per stage."""
-    if step < config.stage1_steps:
+    stage = config.stage_at(step)
+    if stage == 1:
         local, length, peak = step, config.stage1_steps, config.lr_stage1
-    else:
+    elif stage == 2:  # noqa: PLR2004
         local, length, peak = step - config.stage1_steps, config.stage2_steps, config.lr_stage2
+    else:
+        local, length, peak = step - config.stage3_start, config.stage3_steps, config.lr_stage3
     warm = min(config.warmup_steps, max(1, length // 5))
     if local < warm:
         return peak * (local + 1) / warm
@@ -414,8 +478,7 @@ def _load_checkpoint(
     step = int(document["step"])
     model.load_state(load_file(str(folder / WEIGHTS_FILE)))
     model.to(device)
-    stage = 1 if step < config.stage1_steps else 2
-    optimizer = _optimizer(model, stage, config)
+    optimizer = _optimizer(model, min(2, config.stage_at(step)), config)
     tensors = load_file(str(folder / OPTIMIZER_FILE))
     state_dict = optimizer.state_dict()
     restored: dict[int, dict[str, torch.Tensor]] = {}
@@ -425,6 +488,27 @@ def _load_checkpoint(
     state_dict["state"] = restored
     optimizer.load_state_dict(state_dict)
     return step, optimizer
+
+
+def start_stage3(model_dir: Path, out: Path, config: TrainConfig) -> None:
+    """Make ``out``'s checkpoint the end of stage 2 from a finished model folder.
+
+    Stage 3 starts a fresh optimizer, so these weights are all it needs: ``train(config, out,
+    resume=True)`` then runs stage 3 exactly as a run from scratch would (the model must be
+    the stage-2 result of the same seed and recipe). The model's ``train_log.jsonl``, when
+    there, starts the run's log.
+    """
+    if config.stage3_steps < 1:
+        raise ConfigError("starting stage 3 from a model needs stage3_steps >= 1, found 0")
+    if not (model_dir / "mm_model.json").is_file():
+        raise ConfigError(f"{model_dir} is not a model folder (no mm_model.json in it)")
+    model = TinyModel(config.model, config.seed)
+    model.load_folder(model_dir)
+    optimizer = _optimizer(model, 2, config)  # empty: stage 3 replaces it at its first step
+    _save_checkpoint(out / CHECKPOINT, model, optimizer, config.stage3_start, config)
+    log = model_dir / LOG_FILE
+    if log.is_file():
+        shutil.copyfile(log, out / LOG_FILE)
 
 
 def train(  # noqa: PLR0912, PLR0915 - the loop reads best in one piece
@@ -481,9 +565,10 @@ def train(  # noqa: PLR0912, PLR0915 - the loop reads best in one piece
     started = time.monotonic()
     last = min(stop_after, config.total_steps) if stop_after > 0 else config.total_steps
     while step < last:
-        if step == config.stage1_steps and step > 0:
+        stage = config.stage_at(step)
+        # each stage starts a fresh optimizer (stage 3 from stage 2's weights alone)
+        if step > 0 and step in (config.stage1_steps, config.stage3_start):
             optimizer = _optimizer(model, 2, config)
-        stage2_now = step >= config.stage1_steps
         rng = np.random.default_rng([config.seed, step])
         rows = step_rows(step, config, by_snap, rng, in_view)
         if not rows:
@@ -511,11 +596,11 @@ def train(  # noqa: PLR0912, PLR0915 - the loop reads best in one piece
         running.append(value)
         if bar is not None:
             bar.update(1)
-            bar.set_postfix(loss=f"{value:.3f}", stage=2 if stage2_now else 1)
+            bar.set_postfix(loss=f"{value:.3f}", stage=stage)
         if step % config.log_every == 0 or step == last:
             record = {
                 "step": step,
-                "stage": 2 if stage2_now else 1,
+                "stage": stage,
                 "loss": sum(running) / len(running),
                 "lr": lr_at(step - 1, config),
                 "wall_s": round(time.monotonic() - started, 1),

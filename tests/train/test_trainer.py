@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +19,7 @@ BASE = trainer.TrainConfig(
     seed=0,
     stage1_steps=2,
     stage2_steps=4,
+    stage3_steps=0,
     batch=8,
     warmup_steps=1,
     checkpoint_every=3,
@@ -181,6 +183,56 @@ def test_crowd_curriculum_draws_snapshots_with_few_objects_first(
     assert max(crowds(0)) <= 1
     assert max(crowds(60)) <= 2
     assert max(crowds(100)) > 2  # the limit is lifted
+
+
+def test_stage3_continues_a_finished_stage2_model_exactly(
+    tmp_path: Path, small_dataset: data.Dataset
+) -> None:
+    full = dataclasses.replace(BASE, stage3_steps=3, lr_stage3=1e-2)
+    trainer.train(full, tmp_path / "straight", dataset=small_dataset, progress=False)
+    # stages 1 and 2 alone write a model folder; stage 3 continues it from its weights alone
+    first = dataclasses.replace(full, stage3_steps=0)
+    model = trainer.train(first, tmp_path / "first", dataset=small_dataset, progress=False)
+    shutil.copy2(tmp_path / "first" / trainer.LOG_FILE, model / trainer.LOG_FILE)
+    trainer.start_stage3(model, tmp_path / "second", full)
+    steps: list[int] = []
+    trainer.train(full, tmp_path / "second", dataset=small_dataset, progress=False, resume=True,
+                  on_step=lambda s, _l: steps.append(s))  # fmt: skip
+    assert steps == [7, 8, 9]
+    a, b = _weights(tmp_path / "straight"), _weights(tmp_path / "second")
+    assert any(not torch.equal(a[k], _weights(tmp_path / "first")[k]) for k in a)  # it trained
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], rtol=1e-5, atol=1e-6)
+    records = [json.loads(line) for line in (tmp_path / "second" / trainer.LOG_FILE).open()]
+    assert [r["stage"] for r in records] == [1, 2, 2, 3, 3]  # logged every 2 steps and at 9
+
+
+def test_stage3_needs_a_model_folder_and_steps(tmp_path: Path) -> None:
+    config = dataclasses.replace(BASE, stage3_steps=2)
+    with pytest.raises(ConfigError, match=r"mm_model\.json"):
+        trainer.start_stage3(tmp_path, tmp_path / "out", config)
+    with pytest.raises(ConfigError, match="stage3_steps"):
+        trainer.start_stage3(tmp_path, tmp_path / "out", BASE)
+
+
+def test_stage3_draws_mostly_crowded_snapshots(small_dataset: data.Dataset) -> None:
+    by_snap = trainer._by_snapshot(small_dataset.examples)
+    in_view = [len(objects) for objects in small_dataset.objects]
+    config = dataclasses.replace(
+        BASE, stage3_steps=10, stage3_crowd=2, stage3_crowd_share=0.5, warmup_steps=5
+    )
+    crowded = sum(n >= 2 for n in in_view)
+    assert 4 <= crowded < len(in_view)  # the subset has both kinds
+    assert [config.stage_at(s) for s in (0, 1, 2, 5, 6, 15)] == [1, 1, 2, 2, 3, 3]
+    for seed in range(10):
+        rng = np.random.default_rng(seed)
+        rows = trainer.step_rows(config.stage3_start, config, by_snap, rng, in_view)
+        snaps = [row[0].snap for row in rows]
+        assert len(set(snaps)) == len(snaps) == config.batch
+        assert sum(in_view[snap] >= 2 for snap in snaps) >= 4  # half of 8
+    # a fresh warmup (a fifth of the 10 steps) at the start of stage 3, up to its own peak
+    assert trainer.lr_at(config.stage3_start, config) == pytest.approx(config.lr_stage3 / 2)
+    assert trainer.lr_at(config.stage3_start + 1, config) == pytest.approx(config.lr_stage3)
 
 
 @pytest.mark.parametrize("text", ["0", "0:x", "0:0", "-1:2", "400:2,100:3", "0:1,,0:2"])
