@@ -71,6 +71,31 @@ class Concat4(nn.Module):
         return tokens.reshape(b, length // 4, 4 * c)
 
 
+class Concat4Columns(nn.Module):
+    """``concat4`` over 4x1 column strips: four vertically adjacent tokens along channels.
+
+    Output token ``(r, c)``, at index ``r * grid + c`` (raster order over a ``grid/4 x grid``
+    token grid), is ``[t[4r, c], t[4r+1, c], t[4r+2, c], t[4r+3, c]]`` in patch (row, column).
+    A 1x4 strip spans a third of a 12-patch row, so two objects side by side often share one;
+    a column strip is one patch wide.
+    """
+
+    def __init__(self, width: int, grid: int) -> None:
+        super().__init__()
+        if grid % 4:
+            raise ConfigError(f"concat4_columns needs a grid height divisible by 4, found {grid}")
+        self.grid = grid
+        self.out_width = 4 * width
+        self.token_count = grid * grid // 4
+
+    def forward(self, tokens: Tensor, hires: Tensor | None = None) -> Tensor:
+        """(B, L, C) → (B, L/4, 4C)."""
+        b, _, c = tokens.shape
+        g = self.grid
+        strips = tokens.reshape(b, g // 4, 4, g, c).permute(0, 1, 3, 2, 4)  # (B, g/4, g, 4, C)
+        return strips.reshape(b, g * g // 4, 4 * c)
+
+
 class PatchMining(nn.Module):
     """Mini-Gemini patch-info mining: each low-res token attends to its own r x r high-res cells.
 
@@ -174,6 +199,8 @@ def make_reducer(spec: ReducerSpec, width: int, grid: int) -> nn.Module:
         return NoReducer(width, grid)
     if spec.kind is ReducerKind.CONCAT4:
         return Concat4(width, grid)
+    if spec.kind is ReducerKind.CONCAT4_COLUMNS:
+        return Concat4Columns(width, grid)
     if spec.kind is ReducerKind.PATCH_MINING:
         return PatchMining(width, grid, spec.hires_factor)
     return DynamicMerge(width, grid, spec)

@@ -50,6 +50,9 @@ class ReducerKind(str, Enum):
 
     NONE = "none"
     CONCAT4 = "concat4"  # MiniGPT-v2: 1x4 raster strips concatenated along channels, 4x fewer
+    # concat4 over 4x1 column strips (four vertically adjacent patches): 4x fewer as well, but
+    # objects side by side (the usual scene on a floor) no longer share a token
+    CONCAT4_COLUMNS = "concat4_columns"
     PATCH_MINING = "patch_mining"  # Mini-Gemini: low-res queries over their high-res region
     DYNAMIC = "dynamic"  # LaVIT-style: keep the top-scored patches, merge the rest into them
 

@@ -58,6 +58,9 @@ class TinyConfig:
     audio_tokens: int = 8
     imu_width: int = 32
     imu_tokens: int = 4
+    # MiniGPT-v2's concat4 (1x4 row strips) or concat4_columns (4x1 column strips): a row
+    # strip spans a third of the view, so objects side by side share tokens
+    image_reducer: str = "concat4"
 
     def __post_init__(self) -> None:
         if self.llm_width % self.llm_heads:
@@ -66,6 +69,11 @@ class TinyConfig:
             )
         if self.image_px % self.patch_px:
             raise ConfigError(f"image_px {self.image_px} is not a multiple of {self.patch_px}")
+        kinds = [k.value for k in ReducerKind]
+        if self.image_reducer not in kinds:
+            raise ConfigError(
+                f"image_reducer: expected one of {kinds}, found {self.image_reducer!r}"
+            )
 
 
 def adapter_specs(config: TinyConfig) -> dict[str, AdapterSpec]:
@@ -82,7 +90,7 @@ def adapter_specs(config: TinyConfig) -> dict[str, AdapterSpec]:
         token_count=grid * grid // 4,
         projector=ProjectorKind.MLP2,
         image=ImagePreprocessing(size_px=config.image_px, resize_mode=ResizeMode.SQUASH),
-        reducer=ReducerSpec(kind=ReducerKind.CONCAT4),
+        reducer=ReducerSpec(kind=ReducerKind(config.image_reducer)),
     )
     audio = AdapterSpec(
         name=f"{MODEL_NAME}-audio",

@@ -37,12 +37,19 @@ MAX_TARGETS = 7  # colour, shape, side, x1, y1, x2, y2
 
 
 def token_regions(
-    input_px: int, patch_px: int, strip: int, width_px: int, height_px: int
+    input_px: int,
+    patch_px: int,
+    strip: int,
+    width_px: int,
+    height_px: int,
+    *,
+    columns: bool = False,
 ) -> NDArray[np.float64]:
     """Source-pixel region (x0, y0, x1, y1) of each image token, in token order.
 
     The input is the source squashed to ``input_px`` square (SQUASH); tokens are raster-order
-    strips of ``strip`` patches along a row (1 without a reducer, 4 for ``concat4``).
+    strips of ``strip`` patches along a row (1 without a reducer, 4 for ``concat4``), or with
+    ``columns`` down a column (``concat4_columns``: raster order over the strips).
     """
     grid = input_px // patch_px
     if input_px % patch_px or grid % strip:
@@ -52,6 +59,12 @@ def token_regions(
         )
     sx, sy = width_px / input_px, height_px / input_px
     out = []
+    if columns:
+        for band in range(0, grid, strip):
+            for col in range(grid):
+                x0, y0 = col * patch_px, band * patch_px
+                out.append((x0 * sx, y0 * sy, (x0 + patch_px) * sx, (y0 + strip * patch_px) * sy))
+        return np.asarray(out, dtype=np.float64)
     for row in range(grid):
         for col in range(0, grid, strip):
             x0, y0 = col * patch_px, row * patch_px

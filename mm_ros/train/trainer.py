@@ -213,9 +213,16 @@ class TinyModel:
         """Load the weights of a saved model folder (what :meth:`save` wrote)."""
         from safetensors.torch import load_file
 
+        from mm_ros.adapters.checkpoint import read_spec
         from mm_ros.llm.backends.composed import read_manifest
 
         manifest = read_manifest(folder)
+        for modality, sub in manifest.adapters.items():
+            if read_spec(folder / sub) != self.specs.get(modality):
+                raise CheckpointError(
+                    f"{folder / sub}: the adapter there is not this recipe's {modality} adapter "
+                    f"(expected {self.specs.get(modality)}, found {read_spec(folder / sub)})"
+                )
         state = {
             f"llm.{k}": v
             for k, v in load_file(str(folder / manifest.llm / "model.safetensors")).items()
@@ -409,9 +416,10 @@ class Alignment:
             return None
         spec = model.specs["image"]
         assert spec.image is not None  # the image adapter has image preprocessing
-        strip = 4 if spec.reducer.kind is ReducerKind.CONCAT4 else 1
+        columns = spec.reducer.kind is ReducerKind.CONCAT4_COLUMNS
+        strip = 4 if columns or spec.reducer.kind is ReducerKind.CONCAT4 else 1
         boxes = regions.token_regions(
-            spec.image.size_px, spec.encoder.patch_px, strip, *dataset.image_size
+            spec.image.size_px, spec.encoder.patch_px, strip, *dataset.image_size, columns=columns
         )
         vocab = model.tokenizer.get_vocab()
         targets = regions.token_targets(dataset.objects, boxes, vocab, config.align_min_cover)

@@ -6,7 +6,13 @@ import pytest
 import torch
 
 from mm_ros.adapters.build import derived_token_count
-from mm_ros.adapters.reducers import Concat4, DynamicMerge, PatchMining, dynamic_keep_count
+from mm_ros.adapters.reducers import (
+    Concat4,
+    Concat4Columns,
+    DynamicMerge,
+    PatchMining,
+    dynamic_keep_count,
+)
 from mm_ros.adapters.spec import Modality, ReducerKind, ReducerSpec
 from mm_ros.adapters.tiny import tiny_spec
 from mm_ros.core.errors import ConfigError
@@ -31,6 +37,24 @@ def test_concat4_is_the_1x4_raster_strip(grid: int) -> None:
 def test_concat4_refuses_a_grid_that_would_wrap_rows() -> None:
     with pytest.raises(ConfigError, match="divisible by 4"):
         Concat4(8, 6)
+    with pytest.raises(ConfigError, match="divisible by 4"):
+        Concat4Columns(8, 6)
+
+
+@pytest.mark.parametrize("grid", [4, 8])
+def test_concat4_columns_is_the_4x1_column_strip(grid: int) -> None:
+    width = 3
+    tokens = torch.randn(2, grid * grid, width)
+    out = Concat4Columns(width, grid)(tokens)
+    assert out.shape == (2, grid * grid // 4, 4 * width)
+    for b in range(2):
+        for band in range(grid // 4):
+            for col in range(grid):
+                j = band * grid + col  # output index, raster order over the column strips
+                expected = torch.cat(
+                    [tokens[b, (4 * band + k) * grid + col] for k in range(4)]  # 4 rows, 1 column
+                )
+                assert torch.equal(out[b, j], expected)
 
 
 @pytest.mark.parametrize(("grid", "factor"), [(2, 2), (4, 2), (3, 4)])
@@ -129,6 +153,7 @@ def test_dynamic_merges_dropped_patches_into_kept_ones() -> None:
     [
         (ReducerKind.NONE, 16),
         (ReducerKind.CONCAT4, 4),  # 4x fewer
+        (ReducerKind.CONCAT4_COLUMNS, 4),
         (ReducerKind.PATCH_MINING, 16),  # same count, more detail
         (ReducerKind.DYNAMIC, 6),  # ceil(16 * 0.5) = 8, clamped to max_tokens 6
     ],

@@ -30,6 +30,35 @@ def test_regions_are_raster_strips_of_the_source_image() -> None:
         regions.token_regions(96, 8, 5, 640, 480)
 
 
+@pytest.mark.parametrize(("reducer", "columns"), [("concat4", False), ("concat4_columns", True)])
+def test_regions_hold_the_patches_each_reduced_token_concatenates(
+    reducer: str, columns: bool
+) -> None:
+    from mm_ros.adapters.reducers import make_reducer
+    from mm_ros.adapters.spec import ReducerKind, ReducerSpec
+
+    grid, patch = 12, 8
+    # each patch token carries the source-pixel centre of its patch (x, y)
+    ys, xs = np.meshgrid(np.arange(grid), np.arange(grid), indexing="ij")
+    centres = np.stack([(xs + 0.5) * patch * 640 / 96, (ys + 0.5) * patch * 480 / 96], axis=-1)
+    tokens = torch.from_numpy(centres.reshape(1, grid * grid, 2))
+    reduced = make_reducer(ReducerSpec(ReducerKind(reducer)), 2, grid)(tokens)[0]
+    boxes = regions.token_regions(96, patch, 4, 640, 480, columns=columns)
+    assert reduced.shape == (len(boxes), 8)
+    cells = reduced.reshape(len(boxes), 4, 2).numpy()
+    for token, (x0, y0, x1, y1) in zip(cells, boxes, strict=True):
+        assert np.all((x0 < token[:, 0]) & (token[:, 0] < x1)), (token, (x0, y0, x1, y1))
+        assert np.all((y0 < token[:, 1]) & (token[:, 1] < y1)), (token, (x0, y0, x1, y1))
+
+
+def test_column_regions_are_one_patch_wide_and_four_tall() -> None:
+    boxes = regions.token_regions(96, 8, 4, 640, 480, columns=True)
+    assert boxes.shape == (36, 4)  # 3 bands of 12 columns
+    np.testing.assert_allclose(boxes[0], [0, 0, 640 / 12, 160])
+    np.testing.assert_allclose(boxes[13], [640 / 12, 160, 2 * 640 / 12, 320])  # band 1, col 1
+    np.testing.assert_allclose(boxes[-1], [11 * 640 / 12, 320, 640, 480])
+
+
 def test_targets_name_the_nearest_covering_object_else_background() -> None:
     boxes = regions.token_regions(96, 8, 4, 640, 480)
     near = obj("red", "cube", "left", [0, 0, 200, 80])  # rows 0-1 of the left strip

@@ -48,6 +48,15 @@ def test_the_package_ships_mm_tiny() -> None:
     assert (PACKAGE_MODEL / "README.md").is_file()
 
 
+def test_the_shipped_adapters_are_the_recipes() -> None:
+    # `mm-ros train tiny --seed 0` must rebuild what ships: same architecture, same layout
+    from mm_ros.adapters.checkpoint import read_spec
+    from mm_ros.train.mm_tiny import TinyConfig, adapter_specs
+
+    for modality, spec in adapter_specs(TinyConfig()).items():
+        assert read_spec(PACKAGE_MODEL / "adapters" / modality) == spec
+
+
 def test_loads_through_the_composed_loader() -> None:
     from mm_ros.llm.service import AnswerEngine, Query
 

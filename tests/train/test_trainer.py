@@ -215,6 +215,19 @@ def test_stage3_needs_a_model_folder_and_steps(tmp_path: Path) -> None:
         trainer.start_stage3(tmp_path, tmp_path / "out", BASE)
 
 
+def test_start_stage3_refuses_a_model_of_another_recipe(
+    tmp_path: Path, small_dataset: data.Dataset
+) -> None:
+    other = "concat4_columns" if SMALL.image_reducer == "concat4" else "concat4"
+    layout = dataclasses.replace(SMALL, image_reducer=other)  # same shapes, other token layout
+    config = dataclasses.replace(BASE, stage1_steps=1, stage2_steps=0, model=layout)
+    model = trainer.train(config, tmp_path / "other", dataset=small_dataset, progress=False)
+    with pytest.raises(CheckpointError, match="not this recipe's image adapter"):
+        trainer.start_stage3(model, tmp_path / "out", dataclasses.replace(BASE, stage3_steps=2))
+    with pytest.raises(ConfigError, match="image_reducer"):
+        dataclasses.replace(SMALL, image_reducer="concat5")
+
+
 def test_stage3_draws_mostly_crowded_snapshots(small_dataset: data.Dataset) -> None:
     by_snap = trainer._by_snapshot(small_dataset.examples)
     in_view = [len(objects) for objects in small_dataset.objects]
