@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from mm_ros.core.errors import ConfigError
+from mm_ros.train import data as data_mod
 from mm_ros.train import tasks
 from mm_ros.train.evaluate import IOU_HIT, Tally, score
 from mm_ros.train.tasks import Kind
@@ -70,29 +71,36 @@ class MomentSchedule:
         return True
 
 
-def _most_visible(truth: dict[str, Any], min_side_px: float) -> dict[str, Any] | None:
-    boxed = [
+def _most_visible(
+    truth: dict[str, Any], config: data_mod.DataConfig, *, boxed: bool
+) -> dict[str, Any] | None:
+    """Return the most visible object shown as training asks about it (`data.shown_enough`)."""
+    shown = [
         o
         for o in truth["objects"]
-        if o.get("in_view") and o.get("box_px") and _min_side(o["box_px"]) >= min_side_px
+        if o.get("in_view")
+        and data_mod.shown_enough(
+            o.get("box_px"), float(o.get("visible_fraction", 0.0)), config, boxed=boxed
+        )
     ]
     # ties broken by name: the same truth always gives the same question
-    boxed.sort(key=lambda o: (-float(o["visible_fraction"]), o["name"]))
-    return boxed[0] if boxed else None
+    shown.sort(key=lambda o: (-float(o["visible_fraction"]), o["name"]))
+    return shown[0] if shown else None
 
 
-def _min_side(box: list[float]) -> float:
-    x1, y1, x2, y2 = box
-    return float(min(x2 - x1, y2 - y1))
-
-
-def questions_at(truth: dict[str, Any], min_box_px: float = 24.0) -> list[ReplayQuestion]:
+def questions_at(
+    truth: dict[str, Any], config: data_mod.DataConfig | None = None
+) -> list[ReplayQuestion]:
     """Return the scripted questions about one ``FrameTruth`` dict.
 
-    Spatial asks where the most visible object is (an absent one when nothing is in view);
-    grounding asks for its box, only when its box has a side of ``min_box_px`` or more;
-    audio asks for the last sound, only when one has started; motion always.
+    Objects are asked about only when shown as training asks about them (``config``'s
+    thresholds, training's by default: 60 % shown, 20 px a side, 24 px for a box). Spatial asks
+    where the most visible such object is; with none, where an object out of view is (truth
+    "none"), unless that one is partly in view (then nothing: its answer is moot). Grounding asks
+    for the box of the most visible boxable object; audio for the last sound, when one has
+    started; motion always.
     """
+    config = config or data_mod.DataConfig(seeds=(0,))
     stamp, frame = int(truth["stamp_ns"]), int(truth["index"])
     out: list[ReplayQuestion] = []
 
@@ -101,12 +109,13 @@ def questions_at(truth: dict[str, Any], min_box_px: float = 24.0) -> list[Replay
             ReplayQuestion(kind.value, tasks.TASK_OF[kind].value, text, fields, stamp, frame)
         )
 
-    target = _most_visible(truth, 1.0)
-    if target is None:
-        add(Kind.SIDE, f"where is the {ABSENT_OBJECT}?", name=ABSENT_OBJECT, side="none")
-    else:
+    target = _most_visible(truth, config, boxed=False)
+    absent_in_view = any(o["name"] == ABSENT_OBJECT and o.get("in_view") for o in truth["objects"])
+    if target is not None:
         add(Kind.SIDE, f"where is the {target['name']}?", name=target["name"], side=target["side"])
-    boxable = _most_visible(truth, min_box_px)
+    elif not absent_in_view:
+        add(Kind.SIDE, f"where is the {ABSENT_OBJECT}?", name=ABSENT_OBJECT, side="none")
+    boxable = _most_visible(truth, config, boxed=True)
     if boxable is not None:
         others = [
             {"name": o["name"], "box_px": [float(v) for v in o["box_px"]]}

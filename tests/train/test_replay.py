@@ -11,6 +11,7 @@ import pytest
 from mm_ros.core.answers import AnswerValue, Detection
 from mm_ros.core.errors import ConfigError
 from mm_ros.sim.world import World, WorldConfig
+from mm_ros.train.data import DataConfig, shown_enough
 from mm_ros.train.replay import ABSENT_OBJECT, MomentSchedule, ReplayReport, questions_at
 
 NS = 1_000_000_000
@@ -48,8 +49,13 @@ def test_questions_name_the_most_visible_object_and_carry_the_truth_stamp() -> N
     assert kinds[-1] == "motion"
     assert {q.stamp_ns for q in questions} == {int(truth["stamp_ns"])}
     assert {q.frame for q in questions} == {60}
-    visible = [o for o in truth["objects"] if o["in_view"] and o["box_px"]]
-    best = min(visible, key=lambda o: (-o["visible_fraction"], o["name"]))  # ties: by name
+    rules = DataConfig(seeds=(0,))  # training's thresholds
+    clear = [
+        o
+        for o in truth["objects"]
+        if o["in_view"] and shown_enough(o["box_px"], o["visible_fraction"], rules, boxed=False)
+    ]
+    best = min(clear, key=lambda o: (-o["visible_fraction"], o["name"]))  # ties: by name
     spatial = questions[0]
     assert spatial.text == f"where is the {best['name']}?"
     assert spatial.truth == {"name": best["name"], "side": best["side"]}
@@ -63,6 +69,35 @@ def test_nothing_in_view_asks_about_an_absent_object_and_skips_grounding() -> No
     questions = questions_at(truth)
     assert [q.kind for q in questions] == ["spatial", "motion"]
     assert questions[0].truth == {"name": ABSENT_OBJECT, "side": "none"}
+
+
+def test_objects_are_asked_about_only_when_shown_as_training_asks() -> None:
+    truth = world_truth(60)
+    in_view = [o for o in truth["objects"] if o["in_view"] and o["box_px"]]
+    assert in_view
+    # every object in view is half hidden: training asks neither where it is nor for its box
+    truth["objects"] = [dict(o, visible_fraction=0.5) for o in truth["objects"]]
+    kinds = [q.kind for q in questions_at(truth)]
+    assert "grounding" not in kinds
+    spatial = [q for q in questions_at(truth) if q.kind == "spatial"]
+    if any(o["name"] == ABSENT_OBJECT for o in in_view):
+        assert not spatial  # the absent object's answer would be moot
+    else:
+        assert [q.truth for q in spatial] == [{"name": ABSENT_OBJECT, "side": "none"}]
+
+    # small boxes: 21 px a side is clear enough for "where is", not for a box (24 px)
+    def shrunk(o: dict[str, Any]) -> dict[str, Any]:
+        x, y = o["box_px"][0], o["box_px"][1]
+        return dict(o, box_px=[x, y, x + 21, y + 21], visible_fraction=1.0)
+
+    truth["objects"] = [shrunk(o) if o["in_view"] and o["box_px"] else o
+                        for o in world_truth(60)["objects"]]  # fmt: skip
+    kinds = [q.kind for q in questions_at(truth)]
+    assert "spatial" in kinds
+    assert "grounding" not in kinds
+    assert "grounding" in [
+        q.kind for q in questions_at(truth, DataConfig(seeds=(0,), min_box_px=20))
+    ]
 
 
 def test_report_scores_rows_and_writes_json_and_markdown(tmp_path: Path) -> None:
