@@ -49,8 +49,19 @@ def resolve_device(text: str, what: str = "device") -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
-def gpu_identity() -> GpuIdentity:
-    """TensorRT version + CUDA device 0; RuntimeUnavailableError names everything missing."""
+def cuda_index(device: str) -> int | None:
+    """CUDA ordinal of a resolved device: ``cuda`` → 0, ``cuda:N`` → N, ``cpu`` → None."""
+    check_device(device)
+    if device == "auto":
+        raise ConfigError("cuda_index: resolve 'auto' first (resolve_device)")
+    if device == "cpu":
+        return None
+    _, _, number = device.partition(":")
+    return int(number) if number else 0
+
+
+def gpu_identity(index: int = 0) -> GpuIdentity:
+    """TensorRT version + CUDA device ``index``; RuntimeUnavailableError names all missing."""
     from mm_ros.engines.runtimes.tensorrt import tensorrt_module
 
     missing = []
@@ -63,16 +74,19 @@ def gpu_identity() -> GpuIdentity:
     try:
         import torch
 
-        if torch.cuda.is_available():
-            cuda = torch.cuda
-        else:
+        if not torch.cuda.is_available():
             missing.append("no CUDA GPU visible (torch.cuda.is_available() is False)")
+        elif index >= torch.cuda.device_count():
+            count = torch.cuda.device_count()
+            missing.append(f"CUDA device {index} asked for, {count} visible (0..{count - 1})")
+        else:
+            cuda = torch.cuda
     except ImportError as err:
         missing.append(f"torch not installed, needed for GPU buffers ({err})")
     if trt is None or cuda is None:
         raise RuntimeUnavailableError(RuntimeKind.TENSORRT.value, "; ".join(missing))
-    major, minor = cuda.get_device_capability(0)
-    return GpuIdentity(str(trt.__version__), cuda.get_device_name(0), f"{major}.{minor}")
+    major, minor = cuda.get_device_capability(index)
+    return GpuIdentity(str(trt.__version__), cuda.get_device_name(index), f"{major}.{minor}")
 
 
 def available_memory_bytes(meminfo: Path = MEMINFO) -> int:

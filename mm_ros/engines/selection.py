@@ -14,12 +14,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from mm_ros.core.errors import ConfigError, EngineError, RuntimeUnavailableError
-from mm_ros.engines.device import check_device, resolve_device
+from mm_ros.engines.device import check_device, cuda_index, resolve_device
 from mm_ros.engines.runtimes.base import Runtime, RuntimeKind
 from mm_ros.engines.runtimes.onnxruntime import CPU_EP, CUDA_EP, TRT_EP, OrtOptions
 
 if TYPE_CHECKING:
     from mm_ros.adapters.checkpoint import LoadedAdapter
+    from mm_ros.engines.device import GpuIdentity
 
 log = logging.getLogger(__name__)
 
@@ -100,17 +101,33 @@ def _onnxruntime(adapter: LoadedAdapter, config: EngineConfig) -> Runtime:
         trt_cache_dir=str(Path(config.engine_cache_dir) / "ort-trt"),
         trt_workspace_bytes=config.workspace_mib << 20,
         max_batch=config.max_batch,
+        device_id=cuda_index(config.device) or 0,
     )
     return OnnxRuntime(path, adapter.spec.input_shape(), options)
 
 
 def _tensorrt(adapter: LoadedAdapter, config: EngineConfig) -> Runtime:
+    from mm_ros.engines.device import gpu_identity
+    from mm_ros.engines.runtimes.tensorrt import on_device
+
+    index = cuda_index(config.device)
+    identity = gpu_identity(index or 0)  # raises RuntimeUnavailableError without tensorrt / GPU
+    if index is None:
+        raise RuntimeUnavailableError(
+            RuntimeKind.TENSORRT.value,
+            f"adapter device is {config.device!r}; TensorRT engines run on cuda or cuda:N",
+        )
+    with on_device(index):  # engines deserialize onto the current CUDA device
+        return _tensorrt_on(adapter, config, identity, index)
+
+
+def _tensorrt_on(
+    adapter: LoadedAdapter, config: EngineConfig, identity: GpuIdentity, index: int
+) -> Runtime:
     from mm_ros.engines.builder import engine_key, export_for_build
     from mm_ros.engines.cache import EngineCache
-    from mm_ros.engines.device import gpu_identity
     from mm_ros.engines.runtimes.tensorrt import TensorRTRuntime, deserialize
 
-    identity = gpu_identity()  # raises RuntimeUnavailableError without tensorrt / GPU
     name = config.engine_name or adapter.spec.name
     cache = EngineCache(Path(config.engine_cache_dir))
     onnx_path = export_for_build(adapter, cache.root, config.precision)
@@ -132,7 +149,7 @@ def _tensorrt(adapter: LoadedAdapter, config: EngineConfig) -> Runtime:
             raise RuntimeUnavailableError(
                 RuntimeKind.TENSORRT.value, f"fresh build unusable: {reason}"
             )
-    return TensorRTRuntime(engine, adapter.spec.input_shape())
+    return TensorRTRuntime(engine, adapter.spec.input_shape(), index)
 
 
 FACTORIES: dict[RuntimeKind, Factory] = {

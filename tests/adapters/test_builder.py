@@ -10,7 +10,7 @@ import pytest
 from mm_ros.adapters.spec import Modality
 from mm_ros.adapters.tiny import make_tiny_adapter, tiny_spec
 from mm_ros.core.errors import EngineError, RuntimeUnavailableError
-from mm_ros.engines import builder, device
+from mm_ros.engines import builder, device, selection
 from mm_ros.engines.builder import build_manifest
 from mm_ros.engines.cache import EngineCache
 from mm_ros.engines.device import GpuIdentity
@@ -35,7 +35,9 @@ def fake_gpu(monkeypatch: pytest.MonkeyPatch) -> list[tuple[Path, str, int]]:
         builds.append((onnx_path, precision, profile.max_batch))
         return b"engine:" + onnx_path.name.encode()
 
-    monkeypatch.setattr(device, "gpu_identity", lambda: ORIN)
+    monkeypatch.setattr(device, "gpu_identity", lambda index=0: ORIN)
+    # TensorRT runs on CUDA device 0 whatever the adapter device resolved to on this machine
+    monkeypatch.setattr(selection, "cuda_index", lambda _device: 0)
     monkeypatch.setattr(tensorrt, "build_engine", fake_build)
     monkeypatch.setattr(builder, "available_memory_bytes", lambda: 64 << 30)
     return builds

@@ -20,7 +20,7 @@ from mm_ros.core.errors import (
     RuntimeUnavailableError,
 )
 from mm_ros.engines.cache import ShapeProfile
-from mm_ros.engines.device import available_memory_bytes, check_free_memory
+from mm_ros.engines.device import available_memory_bytes, check_free_memory, cuda_index
 from mm_ros.engines.manifest import load_manifest, parse_manifest
 from mm_ros.engines.runtimes.base import RuntimeKind
 from mm_ros.engines.runtimes.onnxruntime import (
@@ -239,6 +239,46 @@ def test_trt_ep_options_carry_the_caches() -> None:
     profile = provider_options(TRT_EP, OrtOptions(max_batch=8), "input", (3, 32, 32))
     assert profile["trt_profile_min_shapes"] == "input:1x3x32x32"
     assert profile["trt_profile_max_shapes"] == "input:8x3x32x32"
+
+
+def test_gpu_execution_providers_run_on_the_adapter_device() -> None:
+    options = OrtOptions(device_id=1)
+    assert provider_options(CUDA_EP, options) == {"device_id": 1}
+    assert provider_options(TRT_EP, options)["device_id"] == 1
+    assert provider_options(CUDA_EP, OrtOptions()) == {"device_id": 0}
+
+
+@pytest.mark.parametrize(("text", "index"), [("cpu", None), ("cuda", 0), ("cuda:0", 0),
+                                             ("cuda:3", 3)])  # fmt: skip
+def test_cuda_index_of_a_device(text: str, index: int | None) -> None:
+    assert cuda_index(text) == index
+
+
+def test_cuda_index_refuses_unresolved_or_bad_devices() -> None:
+    with pytest.raises(ConfigError, match="resolve 'auto' first"):
+        cuda_index("auto")
+    with pytest.raises(ConfigError, match=r"expected auto, cpu, cuda or cuda:N, found 'gpu1'"):
+        cuda_index("gpu1")
+
+
+def test_tensorrt_is_skipped_with_the_reason_when_the_adapter_device_is_the_cpu(
+    tiny: TinyAdapters, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from mm_ros.engines import device
+
+    asked: list[int] = []
+
+    def identity(index: int = 0) -> device.GpuIdentity:
+        asked.append(index)
+        return device.GpuIdentity("10.3.0", "Orin", "8.7")
+
+    monkeypatch.setattr(device, "gpu_identity", identity)
+    adapter = tiny.adapter(tiny_spec(Modality.IMU))
+    config = EngineConfig(preference=(RuntimeKind.TENSORRT, RuntimeKind.TORCH), device="cpu")
+    selection = select_runtime(adapter, config)
+    assert selection.runtime.kind is RuntimeKind.TORCH
+    assert "adapter device is 'cpu'; TensorRT engines run on cuda" in selection.fallbacks[0].reason
+    assert asked == [0]
 
 
 def test_onnxruntime_reports_the_providers_really_used(

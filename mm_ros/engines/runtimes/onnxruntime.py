@@ -37,6 +37,7 @@ class OrtOptions:
     trt_workspace_bytes: int = 1 << 30  # 1 GiB fits an 8 GB Orin next to the LLM
     intra_op_threads: int = 0  # 0 = ONNX Runtime's default (one per physical core)
     max_batch: int = 4  # TensorRT EP shape profile: batch 1 (opt 1) .. max_batch
+    device_id: int = 0  # CUDA device of the CUDA and TensorRT EPs (the adapter device's N)
 
     def __post_init__(self) -> None:
         if not self.providers:
@@ -48,12 +49,16 @@ def provider_options(
 ) -> dict[str, Any]:
     """Return the options of one execution provider.
 
-    TensorRT EP gets its engine/timing caches, so engines are not rebuilt at every start, and an
-    explicit batch profile, so it does not rebuild for every new batch size.
+    The CUDA and TensorRT EPs run on CUDA device ``device_id``. TensorRT EP gets its engine and
+    timing caches, so engines are not rebuilt at every start, and an explicit batch profile, so
+    it does not rebuild for every new batch size.
     """
+    if name == CUDA_EP:
+        return {"device_id": options.device_id}
     if name != TRT_EP:
         return {}
     trt: dict[str, Any] = {
+        "device_id": options.device_id,
         "trt_fp16_enable": options.trt_fp16,
         "trt_max_workspace_size": options.trt_workspace_bytes,
     }

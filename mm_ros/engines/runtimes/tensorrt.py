@@ -15,6 +15,7 @@ they are unit-tested without the library; :func:`tensorrt_module` is the lazy im
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,7 +26,7 @@ from mm_ros.core.errors import EngineError, RuntimeUnavailableError
 from mm_ros.engines.runtimes.base import RuntimeKind, check_batch
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Iterator
 
     import numpy as np
     from numpy.typing import NDArray
@@ -184,12 +185,27 @@ def deserialize(engine_bytes: bytes) -> Any:
     return _RUNTIME["runtime"].deserialize_cuda_engine(engine_bytes)
 
 
+@contextlib.contextmanager
+def on_device(index: int) -> Iterator[None]:
+    """Make CUDA device ``index`` current: TensorRT deserializes and runs engines there."""
+    import torch
+
+    if not torch.cuda.is_available():  # nothing to switch; what needs CUDA says so itself
+        yield
+        return
+    with torch.cuda.device(index):
+        yield
+
+
 class TensorRTRuntime:
-    """Runs a deserialized engine with torch CUDA tensors as buffers (tensor-name API, v3)."""
+    """Runs a deserialized engine with torch CUDA tensors as buffers (tensor-name API, v3).
+
+    ``device_index`` must be the CUDA device the engine was deserialized on (`on_device`).
+    """
 
     kind = RuntimeKind.TENSORRT
 
-    def __init__(self, engine: Any, input_shape: tuple[int, ...]) -> None:
+    def __init__(self, engine: Any, input_shape: tuple[int, ...], device_index: int = 0) -> None:
         trt = tensorrt_module()
         import torch
 
@@ -197,8 +213,11 @@ class TensorRTRuntime:
             raise RuntimeUnavailableError(self.kind.value, "no CUDA GPU visible to torch")
         self.trt_version = str(trt.__version__)
         self.input_shape = input_shape
+        self.index = device_index
+        self.device = f"cuda:{device_index}"
         self.engine = engine
-        self.context = engine.create_execution_context()
+        with on_device(device_index):
+            self.context = engine.create_execution_context()
         names = [engine.get_tensor_name(i) for i in range(engine.num_io_tensors)]
         inputs = [n for n in names if engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
         outputs = [n for n in names if engine.get_tensor_mode(n) == trt.TensorIOMode.OUTPUT]
@@ -210,23 +229,24 @@ class TensorRTRuntime:
         dtypes = {trt.DataType.FLOAT: torch.float32, trt.DataType.HALF: torch.float16}
         self.input_dtype = dtypes[engine.get_tensor_dtype(self.input_name)]
         self.output_dtype = dtypes[engine.get_tensor_dtype(self.output_name)]
-        self.stream = torch.cuda.Stream()  # type: ignore[no-untyped-call]
+        self.stream = torch.cuda.Stream(device=self.device)  # type: ignore[no-untyped-call]
 
     def describe(self) -> str:
-        """``tensorrt <version> engine``."""
-        return f"tensorrt {self.trt_version} engine"
+        """``tensorrt <version> engine on cuda:N``."""
+        return f"tensorrt {self.trt_version} engine on {self.device}"
 
     def forward(self, batch: NDArray[np.float32]) -> NDArray[np.float32]:
         """Run without the input check."""
         import torch
 
-        with torch.cuda.stream(self.stream):  # copies, buffers and the engine on one stream
-            x = torch.from_numpy(batch).to("cuda", dtype=self.input_dtype).contiguous()
+        # copies, buffers and the engine on one stream of the engine's device
+        with on_device(self.index), torch.cuda.stream(self.stream):
+            x = torch.from_numpy(batch).to(self.device, dtype=self.input_dtype).contiguous()
             self.context.set_input_shape(self.input_name, tuple(x.shape))
             out = torch.empty(
                 tuple(self.context.get_tensor_shape(self.output_name)),
                 dtype=self.output_dtype,
-                device="cuda",
+                device=self.device,
             )
             self.context.set_tensor_address(self.input_name, x.data_ptr())
             self.context.set_tensor_address(self.output_name, out.data_ptr())
