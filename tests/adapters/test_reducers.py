@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
 import torch
 
@@ -18,20 +20,33 @@ from mm_ros.adapters.tiny import tiny_spec
 from mm_ros.core.errors import ConfigError
 
 
+def _row_strip(grid: int, j: int, k: int) -> int:
+    """Patch index of part ``k`` of token ``j``: 1x4 strips, raster order over the strips."""
+    row, strip = divmod(j, grid // 4)
+    return row * grid + 4 * strip + k  # same row, 4 columns
+
+
+def _column_strip(grid: int, j: int, k: int) -> int:
+    """The same for 4x1 strips: raster order over ``grid/4`` bands of ``grid`` columns."""
+    band, col = divmod(j, grid)
+    return (4 * band + k) * grid + col  # 4 rows, same column
+
+
 @pytest.mark.parametrize("grid", [4, 8])
-def test_concat4_is_the_1x4_raster_strip(grid: int) -> None:
+@pytest.mark.parametrize(
+    ("reducer", "part"), [(Concat4, _row_strip), (Concat4Columns, _column_strip)]
+)
+def test_concat4_concatenates_its_strips_along_channels(
+    grid: int, reducer: type[torch.nn.Module], part: Callable[[int, int, int], int]
+) -> None:
     width = 3
     tokens = torch.randn(2, grid * grid, width)
-    out = Concat4(width, grid)(tokens)
+    out = reducer(width, grid)(tokens)
     assert out.shape == (2, grid * grid // 4, 4 * width)
     for b in range(2):
-        for row in range(grid):
-            for strip in range(grid // 4):
-                j = row * grid // 4 + strip  # output index, raster order over strips
-                expected = torch.cat(
-                    [tokens[b, row * grid + 4 * strip + k] for k in range(4)]  # same row, 4 columns
-                )
-                assert torch.equal(out[b, j], expected)
+        for j in range(grid * grid // 4):
+            expected = torch.cat([tokens[b, part(grid, j, k)] for k in range(4)])
+            assert torch.equal(out[b, j], expected)
 
 
 def test_concat4_refuses_a_grid_that_would_wrap_rows() -> None:
@@ -39,22 +54,6 @@ def test_concat4_refuses_a_grid_that_would_wrap_rows() -> None:
         Concat4(8, 6)
     with pytest.raises(ConfigError, match="divisible by 4"):
         Concat4Columns(8, 6)
-
-
-@pytest.mark.parametrize("grid", [4, 8])
-def test_concat4_columns_is_the_4x1_column_strip(grid: int) -> None:
-    width = 3
-    tokens = torch.randn(2, grid * grid, width)
-    out = Concat4Columns(width, grid)(tokens)
-    assert out.shape == (2, grid * grid // 4, 4 * width)
-    for b in range(2):
-        for band in range(grid // 4):
-            for col in range(grid):
-                j = band * grid + col  # output index, raster order over the column strips
-                expected = torch.cat(
-                    [tokens[b, (4 * band + k) * grid + col] for k in range(4)]  # 4 rows, 1 column
-                )
-                assert torch.equal(out[b, j], expected)
 
 
 @pytest.mark.parametrize(("grid", "factor"), [(2, 2), (4, 2), (3, 4)])
