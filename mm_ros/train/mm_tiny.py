@@ -49,7 +49,7 @@ class TinyConfig:
     llm_ffn: int = 384
     max_positions: int = 256  # prompt (~120 tokens) + answer (~30)
     # 96 px SQUASH input (percent boxes are percent of the source image), 8 px patches → 144
-    # tokens, MiniGPT-v2's concat4 → 36 tokens of 4x the width.
+    # tokens, concat4 (over column strips, below) → 36 tokens of 4x the width.
     image_px: int = 96
     patch_px: int = 8
     image_width: int = 64
@@ -58,9 +58,10 @@ class TinyConfig:
     audio_tokens: int = 8
     imu_width: int = 32
     imu_tokens: int = 4
-    # MiniGPT-v2's concat4 (1x4 row strips) or concat4_columns (4x1 column strips): a row
-    # strip spans a third of the view, so objects side by side share tokens
-    image_reducer: str = "concat4"
+    # concat4 over 4x1 column strips, not MiniGPT-v2's 1x4 row strips: a row strip spans a
+    # third of the view, so objects side by side shared tokens, and boxes on them missed
+    # (grounding 69.5 % with row strips, 78.0 % with column strips; model card)
+    image_reducer: str = "concat4_columns"
 
     def __post_init__(self) -> None:
         if self.llm_width % self.llm_heads:
