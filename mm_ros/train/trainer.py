@@ -213,23 +213,24 @@ class TinyModel:
         """Load the weights of a saved model folder (what :meth:`save` wrote)."""
         from safetensors.torch import load_file
 
-        from mm_ros.adapters.checkpoint import read_spec
+        from mm_ros.adapters.checkpoint import load_adapter
         from mm_ros.llm.backends.composed import read_manifest
 
         manifest = read_manifest(folder)
-        for modality, sub in manifest.adapters.items():
-            if read_spec(folder / sub) != self.specs.get(modality):
-                raise CheckpointError(
-                    f"{folder / sub}: the adapter there is not this recipe's {modality} adapter "
-                    f"(expected {self.specs.get(modality)}, found {read_spec(folder / sub)})"
-                )
         state = {
             f"llm.{k}": v
             for k, v in load_file(str(folder / manifest.llm / "model.safetensors")).items()
         }
         for modality, sub in manifest.adapters.items():
-            weights = load_file(str(folder / sub / "model.safetensors"))
-            state.update({f"adapter.{modality}.{k}": v for k, v in weights.items()})
+            adapter = load_adapter(folder / sub)  # validates the spec and the weights
+            if adapter.spec != self.specs.get(modality):
+                raise CheckpointError(
+                    f"{folder / sub}: the adapter there is not this recipe's {modality} adapter "
+                    f"(expected {self.specs.get(modality)}, found {adapter.spec})"
+                )
+            state.update(
+                {f"adapter.{modality}.{k}": v for k, v in adapter.module.state_dict().items()}
+            )
         self.load_state(state)
 
     def save(self, folder: Path) -> Path:

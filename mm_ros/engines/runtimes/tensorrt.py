@@ -240,7 +240,7 @@ class TensorRTRuntime:
         import torch
 
         # copies, buffers and the engine on one stream of the engine's device
-        with on_device(self.index), torch.cuda.stream(self.stream):
+        with torch.cuda.device(self.index), torch.cuda.stream(self.stream):
             x = torch.from_numpy(batch).to(self.device, dtype=self.input_dtype).contiguous()
             self.context.set_input_shape(self.input_name, tuple(x.shape))
             out = torch.empty(
