@@ -241,7 +241,18 @@ class Bus(Protocol):
         """List the fully qualified names of the visible nodes."""
 
     def spin(self, timeout_s: float | None = None) -> None:
-        """Block until shutdown (SIGINT/SIGTERM, ``close``) or the timeout."""
+        """Block until shutdown (SIGINT/SIGTERM, ``request_shutdown``, ``close``) or timeout."""
+
+    def request_shutdown(self) -> None:
+        """Make ``spin`` return (as SIGINT/SIGTERM do); everything works until ``close``."""
+
+    @property
+    def shutdown_requested(self) -> bool:
+        """True once a shutdown signal arrived, ``request_shutdown`` or ``close`` ran."""
+
+    @property
+    def closed(self) -> bool:
+        """True once ``close`` ran."""
 
     def close(self) -> None:
-        """Undeclare everything and leave the graph."""
+        """Let action goals in flight send their result, undeclare everything, leave the graph."""

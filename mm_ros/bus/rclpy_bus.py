@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import importlib
 import threading
+import time
 from typing import TYPE_CHECKING, Any
 
 from mm_ros.bus import naming
@@ -24,6 +25,7 @@ from mm_ros.bus.ros_args import (
     parse_ros_args,
     ros_tokens,
 )
+from mm_ros.bus.signals import stop_on_signals
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -42,6 +44,9 @@ _ACTION_PARTS = {
 }
 _users = 0  # buses alive in this process; rclpy is initialised once for all of them
 _users_lock = threading.Lock()
+DRAIN_S = 1.5  # at close, how long goals still running get to return their result
+LINGER_S = 0.3  # after the last goal result, keep spinning so DDS delivers it
+READ_ONLY = "read at start: give it with -p NAME:=VALUE or a params file, then restart the node"
 
 
 def interface_class(typename: str) -> Any:
@@ -240,6 +245,7 @@ class RclpyBus:
             import rclpy
             from rclpy.executors import SingleThreadedExecutor
             from rclpy.parameter import Parameter
+            from rclpy.signals import SignalHandlerOptions
         except ImportError as err:
             raise BusUnavailableError(f"rclpy is not importable here: {err}") from err
         ros = args if isinstance(args, RosArgs) else parse_ros_args(list(args or []))
@@ -249,7 +255,9 @@ class RclpyBus:
         self._overrides = parameter_overrides(ros, f"{ns.rstrip('/')}/{name}")
         with _users_lock:
             if _users == 0 and not rclpy.ok():
-                rclpy.init(args=None)
+                # our own handlers (spin, run_node): rclpy's would shut the context down at
+                # once, before the node has answered what it holds
+                rclpy.init(args=None, signal_handler_options=SignalHandlerOptions.NO)
             _users += 1
         sim = bool(self._overrides.get("use_sim_time", False))
         self.node = rclpy.create_node(
@@ -264,6 +272,11 @@ class RclpyBus:
         self.log = self.node.get_logger()
         self._params: dict[str, Any] = {"use_sim_time": sim}
         self._closed = threading.Event()
+        self._stop = threading.Event()  # spin returns: a signal, request_shutdown, close
+        self._goals = threading.Condition()
+        self._running_goals = 0
+        self._last_goal_end = 0.0  # monotonic s
+        self.node.context.on_shutdown(self._stop.set)  # rclpy shut down by someone else
         self._stop_spinning = threading.Event()
         self._executor: Any = None
         self._spinner: threading.Thread | None = None
@@ -350,6 +363,17 @@ class RclpyBus:
         cls = interface_class(typename)
 
         def run(handle: Any) -> Any:
+            with self._goals:
+                self._running_goals += 1
+            try:
+                return finish(handle)
+            finally:
+                with self._goals:
+                    self._running_goals -= 1
+                    self._last_goal_end = time.monotonic()
+                    self._goals.notify_all()
+
+        def finish(handle: Any) -> Any:
             goal = RclpyServerGoal(handle, cls.Feedback)
             try:
                 result = build(cls.Result, execute(goal) or {})
@@ -395,8 +419,13 @@ class RclpyBus:
         """Declare a parameter with the same override rules as the zenoh bus."""
         if name == "use_sim_time":
             return self._params[name]
+        from rcl_interfaces.msg import ParameterDescriptor
+
         value = checked_parameter(name, default, self._overrides, self.fully_qualified_name)
-        self.node.declare_parameter(name, value)
+        descriptor = ParameterDescriptor(
+            description=description, read_only=True, additional_constraints=READ_ONLY
+        )
+        self.node.declare_parameter(name, value, descriptor)
         self._params[name] = value
         return value
 
@@ -419,19 +448,43 @@ class RclpyBus:
         )
 
     def spin(self, timeout_s: float | None = None) -> None:
-        """Block until ``close`` or the timeout."""
-        self._closed.wait(timeout_s)
+        """Block until SIGINT/SIGTERM, ``request_shutdown``, ``close`` or the timeout."""
+        with stop_on_signals(self.request_shutdown):
+            self._stop.wait(timeout_s)
+
+    def request_shutdown(self) -> None:
+        """Make ``spin`` return; everything keeps working until ``close``."""
+        self._stop.set()
+
+    @property
+    def shutdown_requested(self) -> bool:
+        """True once a shutdown signal arrived, ``request_shutdown`` or ``close`` ran."""
+        return self._stop.is_set()
 
     @property
     def closed(self) -> bool:
         """True once ``close`` ran."""
         return self._closed.is_set()
 
+    def _drain_goals(self) -> None:
+        """Let goals in flight return their result, and DDS deliver it, before the node goes."""
+        with self._goals:
+            if not self._goals.wait_for(lambda: self._running_goals == 0, DRAIN_S):
+                self.log.warning(
+                    f"{self._running_goals} action goal(s) still running at shutdown get no result"
+                )
+            linger = self._last_goal_end + LINGER_S - time.monotonic()
+        if linger > 0:
+            time.sleep(linger)
+
     def close(self) -> None:
         """Destroy the node; shut rclpy down when the last bus closes."""
         global _users  # noqa: PLW0603
         if self._closed.is_set():
             return
+        self._stop.set()
+        if self.node.context.ok():
+            self._drain_goals()
         self._closed.set()
         self._stop_spinning.set()
         if self._spinner is not None:

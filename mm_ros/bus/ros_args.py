@@ -11,6 +11,7 @@ with ``*`` (one token) and ``**`` (any number of tokens).
 
 from __future__ import annotations
 
+import contextlib
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -155,21 +156,36 @@ def load_params_file(path: Path, fully_qualified_node: str) -> dict[str, Any]:
 
 
 def checked_parameter(name: str, default: Any, overrides: dict[str, Any], node: str) -> Any:
-    """Value of a parameter: its override if of the default's type (int → float is fine)."""
+    """Value of a parameter: its override if of the default's type (int -> float is fine).
+
+    A string that parses (as YAML, like ``-p``) to the declared type is taken as that type:
+    real ``ros2 launch`` hands a quoted YAML ``value: "1.0"`` to the node as the string
+    ``'1.0'``, and ROS 2 users write launch files that way. Anything else of another type
+    than the default is an error naming both.
+    """
     value = overrides.get(name, default)
     if default is None or value is default:
         return value
-    same = isinstance(value, type(default)) and not (
-        isinstance(value, bool) and not isinstance(default, bool)
-    )
-    widening = isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool)
-    if not (same or widening):
+    if isinstance(value, str) and not isinstance(default, str):
+        with contextlib.suppress(RosArgsError):
+            parsed = parse_value(value)
+            value = parsed if _fits(parsed, default) else value
+    if not _fits(value, default):
         msg = (
             f"parameter {name!r} of {node}: expected {type(default).__name__} "
             f"(default {default!r}), found {value!r}"
         )
         raise RosArgsError(msg)
     return float(value) if isinstance(default, float) else value
+
+
+def _fits(value: Any, default: Any) -> bool:
+    """Return True when ``value`` may stand for a parameter declared with ``default``."""
+    same = isinstance(value, type(default)) and not (
+        isinstance(value, bool) and not isinstance(default, bool)
+    )
+    widening = isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool)
+    return same or widening
 
 
 def ros_tokens(args: RosArgs) -> list[str]:

@@ -28,6 +28,7 @@ if TYPE_CHECKING:
 
 CANCEL_NONE, CANCEL_REJECTED, CANCEL_UNKNOWN_GOAL, CANCEL_TERMINATED = 0, 1, 2, 3
 RESULT_KEEP_S = 10.0  # rcl_action's default result_timeout
+DRAIN_S = 1.5  # at close, how long goals still running get to send their result
 TERMINAL = (GoalStatus.SUCCEEDED, GoalStatus.CANCELED, GoalStatus.ABORTED)
 
 
@@ -92,6 +93,8 @@ class ZenohActionServer:
         self._accept = accept or (lambda _goal: True)
         self._goals: dict[bytes, _Goal] = {}
         self._lock = threading.Lock()
+        self._running = 0  # goals whose execute has not returned
+        self._idle = threading.Condition(self._lock)
         base = f"{name}/_action"
         self._services = [
             ZenohService(
@@ -151,6 +154,7 @@ class ZenohActionServer:
             goal = _Goal(goal_id, request.goal, now)
             with self._lock:
                 self._goals[goal_id] = goal
+                self._running += 1
             self._publish_status()
             threading.Thread(
                 target=self._run, args=(goal,), name="action-goal", daemon=True
@@ -209,6 +213,14 @@ class ZenohActionServer:
     # -- execution ---------------------------------------------------------------------
 
     def _run(self, goal: _Goal) -> None:
+        try:
+            self._execute_goal(goal)
+        finally:
+            with self._idle:
+                self._running -= 1
+                self._idle.notify_all()
+
+    def _execute_goal(self, goal: _Goal) -> None:
         with self._lock:
             if goal.status is GoalStatus.ACCEPTED:
                 goal.status = GoalStatus.EXECUTING
@@ -274,6 +286,28 @@ class ZenohActionServer:
                 for g in self._goals.values()
             ]
         self._status.publish({"status_list": entries})
+
+    def drain(self, timeout_s: float = DRAIN_S) -> None:
+        """Wait (``timeout_s`` at most) for every running goal to end and reply; abort the rest.
+
+        A goal whose ``execute`` does not return in time still ends with one result: ABORTED,
+        empty, sent to the clients waiting for it.
+        """
+        with self._idle:
+            if self._idle.wait_for(lambda: self._running == 0, timeout_s):
+                return
+            late = [g for g in self._goals.values() if g.status not in TERMINAL]
+            answered = [(g, g.waiters) for g in late]
+            for goal in late:
+                goal.status, goal.waiters = GoalStatus.ABORTED, []
+        self._bus.log.warning(
+            "action %s: %d goal(s) still running at shutdown, aborted", self.name, len(late)
+        )
+        for goal, waiters in answered:
+            response = self._result_response(GoalStatus.ABORTED, goal.result)
+            for respond in waiters:
+                respond(response)
+        self._publish_status()
 
     def close(self) -> None:
         """Stop serving."""

@@ -12,7 +12,6 @@ import hashlib
 import itertools
 import logging
 import queue
-import signal
 import threading
 import time
 from collections import Counter, deque
@@ -37,6 +36,7 @@ from mm_ros.bus.ros_args import (
     parameter_overrides,
     parse_ros_args,
 )
+from mm_ros.bus.signals import stop_on_signals
 from mm_ros.core.errors import ConfigError, InterfaceError
 from mm_ros.interfaces import get_store
 from mm_ros.interfaces.values import from_dict
@@ -447,6 +447,7 @@ class ZenohBus:
         self._ids = itertools.count()
         self._node_id = next(self._ids)
         self._closed = threading.Event()
+        self._stop = threading.Event()  # set by request_shutdown (signals) and close
         self._entities: list[Any] = []
         self._tokens: list[Any] = []
         self.executor = _Executor(self.fully_qualified_name, self.log)
@@ -694,15 +695,22 @@ class ZenohBus:
     # -- life --------------------------------------------------------------------------
 
     def spin(self, timeout_s: float | None = None) -> None:
-        """Block until SIGINT/SIGTERM, ``close`` or the timeout."""
-        if threading.current_thread() is threading.main_thread():
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                signal.signal(sig, lambda *_: self._closed.set())
-        self._closed.wait(timeout_s)
+        """Block until SIGINT/SIGTERM, ``request_shutdown``, ``close`` or the timeout."""
+        with stop_on_signals(self.request_shutdown):
+            self._stop.wait(timeout_s)
+
+    def request_shutdown(self) -> None:
+        """Make ``spin`` return; everything keeps working until ``close``."""
+        self._stop.set()
+
+    @property
+    def shutdown_requested(self) -> bool:
+        """True once a shutdown signal arrived, ``request_shutdown`` or ``close`` ran."""
+        return self._stop.is_set()
 
     @property
     def closed(self) -> bool:
-        """True once ``close`` ran or a shutdown signal arrived."""
+        """True once ``close`` ran."""
         return self._closed.is_set()
 
     def close(self) -> None:
@@ -710,6 +718,10 @@ class ZenohBus:
         if getattr(self, "_finished", False):
             return
         self._finished = True
+        self._stop.set()
+        for entity in self._entities:  # action servers let goals in flight send their result
+            if hasattr(entity, "drain"):
+                entity.drain()
         self._closed.set()
         for entity in reversed(self._entities):
             with contextlib.suppress(Exception):

@@ -302,7 +302,7 @@ def _topic_echo(args: argparse.Namespace) -> int:
             try:
                 message = messages.get(timeout=min(remaining or 0.5, 0.5))
             except queue.Empty:
-                if bus.closed:
+                if bus.shutdown_requested:
                     return EXIT_OK
                 continue
             sys.stdout.write(to_yaml(message, full=args.full) + "---\n")
@@ -331,7 +331,7 @@ def _topic_hz(args: argparse.Namespace) -> int:
         end = time.monotonic() + args.duration if args.duration else None
         while end is None or time.monotonic() < end:
             bus.spin(1.0)
-            if bus.closed:
+            if bus.shutdown_requested:
                 break
             with lock:
                 gaps = np.diff(stamps) if len(stamps) > 1 else np.array([])
@@ -375,7 +375,7 @@ def _topic_pub(args: argparse.Namespace) -> int:
             print(f"publishing #{sent}: {values}", flush=True)
             next_at += 1.0 / args.rate
             bus.spin(max(0.0, next_at - time.monotonic()))
-            if bus.closed:
+            if bus.shutdown_requested:
                 break
     return EXIT_OK
 

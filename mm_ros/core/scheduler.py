@@ -224,11 +224,10 @@ class QueryScheduler(Generic[Q, R]):
             self._cond.notify_all()
         for ticket in waiting:
             self._end(ticket, SHUTDOWN, "the model service shut down before this question ran")
-        if running is not None:
+        if running is not None:  # its asker hears why now; the worker stops at the next token
+            self._end(running, SHUTDOWN, "the model service shut down while answering")
             running.cancel()
         self._worker.join(timeout_s)
-        if running is not None and not running.done:
-            self._end(running, SHUTDOWN, "the model service shut down while answering")
 
 
 def _stopped(reason: str, timeout_s: float, waited_s: float, *, started: bool) -> str:

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import logging
+import os
+import signal
 import sys
+import threading
 from typing import TYPE_CHECKING, Any, Protocol
 
+from mm_ros.bus.signals import SHUTDOWN_SIGNALS
 from mm_ros.core.errors import ConfigError, MmRosError
 from mm_ros.nodes.params import describe_config
 
@@ -13,6 +17,9 @@ if TYPE_CHECKING:
     from mm_ros.bus.protocol import Bus
 
 EXIT_OK, EXIT_RUNTIME, EXIT_USAGE = 0, 1, 2
+# Winding down takes well under a second; longer than this is a hang (ros2 launch would send
+# SIGTERM at 5 s and SIGKILL at 10 s). The scheduler gives a running question 5 s to stop.
+SHUTDOWN_LIMIT_S = 8.0
 
 
 class NodeClass(Protocol):
@@ -24,6 +31,55 @@ class NodeClass(Protocol):
 
     def __call__(self, bus: Bus) -> Any:
         """Build the node on ``bus``."""
+
+
+class _Shutdown:
+    """SIGINT/SIGTERM for the whole life of a node process.
+
+    While the node spins, a signal asks the bus to stop spinning, so the node winds down in
+    order (goals in flight get their error result, then the bus closes). Before that (the node
+    still loading its model) the first signal interrupts the loading. Signals during the
+    wind-down are ignored: ``ros2 launch`` sends its SIGINT after the terminal's own Ctrl-C.
+    """
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.bus: Bus | None = None
+        self.stage = "starting"  # -> spinning -> closing
+        self.received: str | None = None
+
+    def __call__(self, signum: int, _frame: object) -> None:
+        first = self.received is None
+        self.received = signal.Signals(signum).name
+        if first:
+            logging.getLogger("mm_ros").info("%s: %s, shutting down", self.name, self.received)
+        if self.stage == "spinning" and self.bus is not None:
+            self.bus.request_shutdown()
+        elif self.stage == "starting" and first:
+            raise KeyboardInterrupt
+
+    def install(self) -> dict[int, Any]:
+        """Handle the shutdown signals (main thread only); return the handlers replaced."""
+        if threading.current_thread() is not threading.main_thread():
+            return {}
+        return {sig: signal.signal(sig, self) for sig in SHUTDOWN_SIGNALS}
+
+
+def _watchdog(name: str) -> threading.Timer:
+    """Exit the process if winding down takes longer than ``SHUTDOWN_LIMIT_S``."""
+
+    def force() -> None:
+        print(
+            f"{name}: shutdown took longer than {SHUTDOWN_LIMIT_S:g} s; exiting now",
+            file=sys.stderr,
+            flush=True,
+        )
+        os._exit(EXIT_RUNTIME)
+
+    timer = threading.Timer(SHUTDOWN_LIMIT_S, force)
+    timer.daemon = True
+    timer.start()
+    return timer
 
 
 def run_node(node_class: Any, argv: list[str]) -> int:
@@ -38,24 +94,34 @@ def run_node(node_class: Any, argv: list[str]) -> int:
     logging.basicConfig(level=logging.INFO, format="[%(levelname)s] [%(name)s] %(message)s")
     from mm_ros.bus.select import open_bus
 
+    shutdown = _Shutdown(node_class.name)
+    replaced = shutdown.install()
     node = bus = None
+    code = EXIT_OK
     try:
-        bus = open_bus(node_class.name, args=argv)
+        bus = shutdown.bus = open_bus(node_class.name, args=argv)
         node = node_class(bus)
         if callable(getattr(node, "start", None)):  # managed nodes: autostart (nodes.lifecycle)
             node.start()
-        bus.spin()
+        shutdown.stage = "spinning"
+        if shutdown.received is None:  # a signal between the two lines above stops here
+            bus.spin()
     except ConfigError as err:
         print(f"{node_class.name}: error: {err}", file=sys.stderr)
-        return EXIT_USAGE
+        code = EXIT_USAGE
     except MmRosError as err:
         print(f"{node_class.name}: error: {err}", file=sys.stderr)
-        return EXIT_RUNTIME
+        code = EXIT_RUNTIME
     except KeyboardInterrupt:
         pass
     finally:
+        shutdown.stage = "closing"
+        watchdog = _watchdog(node_class.name)
         if node is not None and hasattr(node, "close"):
             node.close()
         if bus is not None:
             bus.close()
-    return EXIT_OK
+        watchdog.cancel()
+        for sig, previous in replaced.items():
+            signal.signal(sig, previous)
+    return code
