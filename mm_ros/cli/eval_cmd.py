@@ -23,9 +23,13 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument("--out", type=Path, default=Path("runs/eval"), help="report folder")
     parser.add_argument("--episodes", type=int, help="held-out episodes (default 40)")
     # None: EvalConfig's defaults (not imported here: `mm-ros --help` stays fast)
-    parser.add_argument("--per-kind", type=int, help="questions per kind (default 200)")
     parser.add_argument(
-        "--unseen-per-kind", type=int, help="questions per kind, unseen phrasings (default 100)"
+        "--per-kind", type=int, help="questions per kind, training templates (default 200)"
+    )
+    parser.add_argument(
+        "--unseen-per-kind",
+        type=int,
+        help="questions per kind, held-out templates never trained on (default 100)",
     )
     parser.add_argument(
         "--device",

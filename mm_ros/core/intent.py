@@ -22,6 +22,7 @@ the training data all use this one function.
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -177,6 +178,7 @@ def one_edit(a: str, b: str) -> bool:
     return any(long[:i] + long[i + 1 :] == short for i in range(len(long)))
 
 
+@functools.lru_cache(maxsize=4096)
 def canonical(word: str) -> str:
     """Return the cue word ``word`` is, allowing one typo; ``word`` itself when none is near.
 
