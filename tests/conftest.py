@@ -26,6 +26,11 @@ def shared_bags() -> Path:
     return SHARED_DATA
 
 
+def worker_index() -> int:
+    """0, or the number of this pytest-xdist worker (gw0, gw1, ...): keeps DDS domains apart."""
+    return int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw") or 0)
+
+
 class RosTier:
     """Runs Python inside the built ROS 2 workspace (rclpy, generated mm_ros interfaces)."""
 
@@ -35,7 +40,7 @@ class RosTier:
         self.env = dict(
             os.environ,
             ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST",
-            ROS_DOMAIN_ID=str(20 + os.getpid() % 80),
+            ROS_DOMAIN_ID=str(20 + worker_index()),
         )  # keep DDS on this host
 
     def command(self, *args: str) -> list[str]:

@@ -111,6 +111,9 @@ class Publisher(Protocol):
     def publish(self, message: Any) -> None:
         """Serialize and send one message."""
 
+    def publish_raw(self, data: bytes | bytearray) -> None:
+        """Send one message already in CDR (a bag's recorded bytes), as it is."""
+
 
 class Client(Protocol):
     """Calls one service."""
@@ -225,11 +228,26 @@ class Bus(Protocol):
     def now_ns(self) -> int:
         """Return the node's clock in ns: wall time, or ``/clock`` with ``use_sim_time``."""
 
-    def declare_parameter(self, name: str, default: Any, description: str = "") -> Any:
-        """Declare a parameter; return its value (an override if given, else ``default``)."""
+    def declare_parameter(
+        self,
+        name: str,
+        default: Any,
+        description: str = "",
+        on_set: Callable[[Any], None] | None = None,
+    ) -> Any:
+        """Declare a parameter; return its value (an override if given, else ``default``).
+
+        Without ``on_set`` the parameter is read-only once declared (``ros2 param set`` is
+        refused, saying how to change it). With it, a new value of the declared type is passed
+        to ``on_set`` first: it applies the value, or raises ``ConfigError`` to refuse it (the
+        reason reaches the caller) and the old value stays.
+        """
 
     def get_parameter(self, name: str) -> Any:
         """Return the value of a declared parameter."""
+
+    def set_parameter(self, name: str, value: Any) -> None:
+        """Set a parameter as ``ros2 param set`` does; raise ``ConfigError`` naming why not."""
 
     def count_publishers(self, topic: str) -> int:
         """Count the publishers of ``topic`` visible in the graph."""

@@ -29,10 +29,10 @@ from mm_ros.bus.naming import (
     entity_token,
     node_token,
 )
+from mm_ros.bus.parameters import ParameterTable
 from mm_ros.bus.protocol import BusConfig, BusError, BusTimeoutError
 from mm_ros.bus.ros_args import (
     RosArgs,
-    checked_parameter,
     parameter_overrides,
     parse_ros_args,
 )
@@ -59,11 +59,16 @@ LOG_LEVELS = {
 
 
 class _Executor:
-    """Runs callbacks one at a time on one thread, in submission order (blocks nobody)."""
+    """Runs callbacks one at a time on one thread, in submission order (blocks nobody).
+
+    ``stop`` lets the callback in progress finish and drops those still queued, so nothing
+    runs against a node that is closing.
+    """
 
     def __init__(self, name: str, log: logging.Logger) -> None:
         self._queue: queue.SimpleQueue[Callable[[], None] | None] = queue.SimpleQueue()
         self._log = log
+        self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"executor{name}", daemon=True)
         self._thread.start()
 
@@ -72,12 +77,15 @@ class _Executor:
 
     def _run(self) -> None:
         while (fn := self._queue.get()) is not None:
+            if self._stopping.is_set():
+                continue  # queued before the stop: dropped
             try:
                 fn()
             except Exception:  # noqa: BLE001 - a failing callback must not stop the node
                 self._log.exception("callback raised")
 
     def stop(self) -> None:
+        self._stopping.set()
         self._queue.put(None)
         if threading.current_thread() is not self._thread:
             self._thread.join(timeout=5)
@@ -462,7 +470,7 @@ class ZenohBus:
             )
         )
         self._overrides = parameter_overrides(ros, self.fully_qualified_name)
-        self._params: dict[str, Any] = {}
+        self._params = ParameterTable(self.fully_qualified_name)
         self._sim_time_ns: int | None = None
         self._sim_timers: list[SimTimer] = []
         if self.declare_parameter("use_sim_time", False, "take time from /clock"):
@@ -617,25 +625,30 @@ class ZenohBus:
         """Wall time in ns, or the latest ``/clock`` when ``use_sim_time`` is true."""
         return self._sim_time_ns if self._sim_time_ns is not None else time.time_ns()
 
-    def declare_parameter(self, name: str, default: Any, description: str = "") -> Any:
+    def declare_parameter(
+        self,
+        name: str,
+        default: Any,
+        description: str = "",
+        on_set: Callable[[Any], None] | None = None,
+    ) -> Any:
         """Declare a parameter; an override of another type than the default is an error."""
-        value = checked_parameter(name, default, self._overrides, self.fully_qualified_name)
-        self._params[name] = value
+        value = self._params.declare(name, default, self._overrides, on_set)
         self.log.debug("parameter %s = %r %s", name, value, description)
         return value
 
     def get_parameter(self, name: str) -> Any:
         """Return the value of a declared parameter."""
-        if name not in self._params:
-            raise ConfigError(
-                f"parameter {name!r} was never declared on {self.fully_qualified_name}"
-            )
-        return self._params[name]
+        return self._params.get(name)
+
+    def set_parameter(self, name: str, value: Any) -> None:
+        """Set a parameter that may change while the node runs (``on_set`` applies it)."""
+        self._params.set(name, value)
 
     @property
     def undeclared_overrides(self) -> list[str]:
         """Overrides given on the command line that no declared parameter used."""
-        return sorted(set(self._overrides) - set(self._params))
+        return sorted(set(self._overrides) - set(self._params.names()))
 
     # -- graph -------------------------------------------------------------------------
 
@@ -722,6 +735,7 @@ class ZenohBus:
         for entity in self._entities:  # action servers let goals in flight send their result
             if hasattr(entity, "drain"):
                 entity.drain()
+        self.executor.stop()  # the callback in progress ends; none starts after it
         self._closed.set()
         for entity in reversed(self._entities):
             with contextlib.suppress(Exception):
@@ -729,7 +743,6 @@ class ZenohBus:
         for token in self._tokens:
             with contextlib.suppress(Exception):
                 token.undeclare()
-        self.executor.stop()
         with contextlib.suppress(Exception):
             self.session.close()  # type: ignore[no-untyped-call]
 

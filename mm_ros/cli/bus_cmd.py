@@ -513,7 +513,7 @@ def _bag_info(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from mm_ros.cli.executables import EXECUTABLES, run
+    from mm_ros.cli.executables import EXECUTABLES, run_process
 
     if args.executable not in EXECUTABLES:
         print(
@@ -522,4 +522,4 @@ def _run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return EXIT_USAGE
-    return run(args.executable, list(args.arguments))
+    return run_process(args.executable, list(args.arguments))  # never returns: it exits

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -85,6 +86,9 @@ class AdapterNode(LifecycleNode):
         )
         self._make = bus.msg("mm_ros/msg/TokenEmbeddings")
         self._timer: Any = None
+        # held while a block is encoded and published: deactivate (or shutdown, from another
+        # thread) waits for the block in hand instead of pulling the node from under it
+        self._encoding = threading.Lock()
 
     def on_configure(self, previous: State) -> None:
         """Load the adapter and pick its runtime."""
@@ -96,9 +100,10 @@ class AdapterNode(LifecycleNode):
         self._timer = self.bus.create_timer(1.0 / self.config.rate_hz, self.encode_newest)
 
     def on_deactivate(self, previous: State) -> None:
-        """Stop encoding (the adapter stays loaded)."""
+        """Stop encoding (the adapter stays loaded); a block being encoded is finished first."""
         if self._timer is not None:
             self._timer.cancel()
+        with self._encoding:
             self._timer = None
 
     def on_cleanup(self, previous: State) -> None:
@@ -154,8 +159,11 @@ class AdapterNode(LifecycleNode):
 
     def encode_newest(self) -> None:
         """Encode the newest data if it is new; publish its tokens."""
-        if self.session is None:
-            return
+        with self._encoding:
+            if self.session is not None and self._timer is not None:  # still active
+                self._encode_newest()
+
+    def _encode_newest(self) -> None:
         spec = self.session.spec
         span_s = spec.audio.clip_s if spec.audio else spec.imu.window_s if spec.imu else 0.1
         sensor = {"image": Modality.IMAGE, "audio": Modality.AUDIO, "imu": Modality.IMU}

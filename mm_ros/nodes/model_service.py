@@ -67,17 +67,19 @@ class ModelServiceConfig(SensorInputsConfig, ManagedConfig):
     engine_cache_dir: str = param("engines/cache", "TensorRT engine cache folder")
     remote_modalities: str = param("", "modalities encoded by adapter nodes, e.g. image,imu")
     max_queue: int = param(8, "questions waiting at most; beyond it an immediate error")
-    timeout_s: float = param(30.0, "default per-question deadline (goal timeout_s 0)")
+    timeout_s: float = param(30.0, "default per-question deadline (goal timeout_s 0)", live=True)
     stamp_wait_s: float = param(
-        1.0, "a question with a stamp waits this long at most for streams behind it (late data)"
+        1.0,
+        "a question with a stamp waits this long at most for streams behind it (late data)",
+        live=True,
     )
-    max_new_tokens: int = param(48, "default answer length limit in tokens")
-    temperature: float = param(0.0, "0 = greedy (deterministic); > 0 samples")
-    top_p: float = param(1.0, "nucleus sampling mass (temperature > 0)")
+    max_new_tokens: int = param(48, "default answer length limit in tokens", live=True)
+    temperature: float = param(0.0, "0 = greedy (deterministic); > 0 samples", live=True)
+    top_p: float = param(1.0, "nucleus sampling mass (temperature > 0)", live=True)
     seed: int = param(0, "sampling seed")
-    stop_strings: str = param("", "comma-separated strings that end an answer")
-    centre_half_width_deg: float = param(10.0, "|azimuth| below this is 'centre'")
-    publish_annotated: bool = param(True, "draw boxes on ~/annotated")
+    stop_strings: str = param("", "comma-separated strings that end an answer", live=True)
+    centre_half_width_deg: float = param(10.0, "|azimuth| below this is 'centre'", live=True)
+    publish_annotated: bool = param(True, "draw boxes on ~/annotated", live=True)
     diagnostics_period_s: float = param(1.0, "seconds between /diagnostics messages")
     diagnostics_topic: str = param("/diagnostics", "diagnostic_msgs/DiagnosticArray")
 
@@ -215,6 +217,18 @@ class ServiceCore:
             )
         self.engine = engine
 
+    def reconfigure(self, config: ModelServiceConfig) -> None:
+        """Answer the questions that start from now with ``config``'s answering settings."""
+        self.config = config
+        engine = self.engine
+        if engine is not None:
+            settings = config.settings()
+            engine.settings = replace(
+                engine.settings,
+                generation=settings.generation,
+                centre_half_width_deg=settings.centre_half_width_deg,
+            )
+
     def activate(self) -> None:
         """Start answering (lifecycle activate)."""
         self.scheduler = QueryScheduler(self._run, self._fail, self.config.max_queue, "answers")
@@ -266,8 +280,11 @@ class ServiceCore:
     ) -> Ticket[Job, AnswerValue]:
         """Queue a question; raise QueryError when the queue is full or nothing is loaded."""
         if self.scheduler is None:
+            state = "unconfigured" if self.engine is None else "inactive"
             raise QueryError(
-                "shutdown", "the model service is not active (lifecycle state: see ~/get_state)"
+                "shutdown",
+                f"the model service is {state}, not active: it answers again after the "
+                f"lifecycle transition activate (`ros2 lifecycle set NODE activate`)",
             )
         ticket = self.scheduler.submit(Job(query, feedback), query.timeout_s)
         if on_done is not None:

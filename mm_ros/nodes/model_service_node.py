@@ -61,7 +61,7 @@ class ModelServiceNode(LifecycleNode):
     Config = ModelServiceConfig
 
     def __init__(self, bus: Bus) -> None:
-        self.config = declare_config(bus, ModelServiceConfig)
+        self.config = declare_config(bus, ModelServiceConfig, self._reconfigure)
         super().__init__(bus, autostart=self.config.autostart)
         remote = self.config.remote()
         local = tuple(m for m in ("image", "imu", "audio") if m not in remote)
@@ -84,6 +84,11 @@ class ModelServiceNode(LifecycleNode):
         bus.create_subscription("~/question", "std_msgs/msg/String", self._on_question, RELIABLE)
         bus.create_action_server("~/ask", "mm_ros/action/Ask", self._execute)
         self._timer = bus.create_timer(self.config.diagnostics_period_s, self._report)
+
+    def _reconfigure(self, config: ModelServiceConfig) -> None:
+        """Take a live parameter (``ros2 param set``) for the questions asked from now on."""
+        self.core.reconfigure(config)
+        self.config = config
 
     # -- lifecycle ---------------------------------------------------------------------------
 

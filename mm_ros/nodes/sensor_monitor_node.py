@@ -31,8 +31,8 @@ DESCRIPTION = __doc__ or ""
 class SensorMonitorConfig(SensorInputsConfig):
     """Parameters of ``sensor_monitor``: the sensor inputs plus how to report."""
 
-    period_s: float = param(1.0, "seconds between /diagnostics messages")
-    stale_after_s: float = param(1.0, "data older than this is reported as WARN")
+    period_s: float = param(1.0, "seconds between /diagnostics messages", live=True)
+    stale_after_s: float = param(1.0, "data older than this is reported as WARN", live=True)
     diagnostics_topic: str = param("/diagnostics", "diagnostic_msgs/DiagnosticArray")
 
     def __post_init__(self) -> None:
@@ -54,7 +54,7 @@ class SensorMonitorNode:
 
     def __init__(self, bus: Bus) -> None:
         self.bus = bus
-        self.config = declare_config(bus, SensorMonitorConfig)
+        self.config = declare_config(bus, SensorMonitorConfig, self._reconfigure)
         log = logging.getLogger("mm_ros.sensor_monitor")
         self.inputs = SensorInputs(bus, self.config, log.warning)
         self._diagnostics = bus.create_publisher(
@@ -63,6 +63,13 @@ class SensorMonitorNode:
         self._make = bus.msg("diagnostic_msgs/msg/DiagnosticArray")
         self._before: dict[str, InputCounters] = {}
         self._timer = bus.create_timer(self.config.period_s, self.report)
+
+    def _reconfigure(self, config: SensorMonitorConfig) -> None:
+        """Take a new ``period_s`` / ``stale_after_s`` (``ros2 param set``) from now on."""
+        if config.period_s != self.config.period_s:
+            self._timer.cancel()
+            self._timer = self.bus.create_timer(config.period_s, self.report)
+        self.config = config
 
     def report(self) -> None:
         """Publish one DiagnosticArray: a status per input."""

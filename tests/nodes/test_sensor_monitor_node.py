@@ -9,6 +9,7 @@ import pytest
 
 from mm_ros.bus import LATCHED, RELIABLE, SENSOR_DATA
 from mm_ros.bus.zenoh_bus import wait_until
+from mm_ros.core.errors import ConfigError
 from mm_ros.nodes.sensor_monitor_node import SensorMonitorNode
 
 
@@ -134,3 +135,24 @@ def test_bad_parameters_are_config_errors(make_zenoh) -> None:
 
     with pytest.raises(ConfigError, match="image_transport must be one of raw, compressed"):
         SensorMonitorNode(make_zenoh("m", ["--ros-args", "-p", "image_transport:=theora"]))
+
+
+def test_report_period_and_staleness_can_be_set_while_running(make_zenoh) -> None:
+    bus = make_zenoh("sensor_monitor", ["--ros-args", "-p", "period_s:=30.0"])
+    node = SensorMonitorNode(bus)
+    listener = make_zenoh("listener")
+    reports: list = []
+    listener.create_subscription(
+        "/diagnostics", "diagnostic_msgs/msg/DiagnosticArray", reports.append, RELIABLE
+    )
+    wait_until(lambda: bus.count_subscribers("/diagnostics") > 0, 10, "the listener")
+    bus.set_parameter("period_s", 0.1)  # from one report per 30 s to ten a second
+    wait_until(lambda: len(reports) >= 3, 10, "reports at the new period")
+    bus.set_parameter("stale_after_s", 5.0)
+    assert node.config.stale_after_s == 5.0
+    with pytest.raises(ConfigError, match="period_s and stale_after_s must be > 0"):
+        bus.set_parameter("period_s", -1.0)
+    assert node.config.period_s == 0.1
+    with pytest.raises(ConfigError, match="read-only"):
+        bus.set_parameter("imu_topic", "/other/imu")
+    node.close()
