@@ -18,11 +18,8 @@ import subprocess
 import sys
 import tempfile
 import time
-import wave
 from pathlib import Path
 from typing import TYPE_CHECKING
-
-import numpy as np
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -46,35 +43,12 @@ def free_port() -> int:
 
 
 def inputs(root: Path) -> dict[str, list[str]]:
-    """Parameters that let the driver nodes run without hardware."""
-    from tests.nodes.test_replay_evaluator_node import record_world
+    """Parameters that let each node run without hardware (the shutdown tests' own)."""
+    from mm_ros.cli.executables import EXECUTABLES
+    from tests.test_shutdown import node_params, write_inputs
 
-    frames = root / "frames"
-    frames.mkdir()
-    import cv2
-
-    cv2.imwrite(str(frames / "0.png"), np.full((48, 64, 3), 128, np.uint8))
-    wav = root / "tone.wav"
-    with wave.open(str(wav), "wb") as out:
-        out.setnchannels(1)
-        out.setsampwidth(2)
-        out.setframerate(16_000)
-        out.writeframes(np.zeros(16_000, "<i2").tobytes())
-    bag = record_world(root / "bag", seed=3, duration_s=1.0)
-    params = {
-        "camera": {"source": str(frames), "loop": "true", "fps": "5.0"},
-        "microphone": {"source": "wav", "wav_path": str(wav), "wav_loop": "true"},
-        "bag_player": {"bag": str(bag), "loop": "true"},
-        "replay_evaluator": {"output_dir": str(root / "eval"), "idle_s": "600.0"},
-        "model_service": {"runtimes": "torch"},
-        "camera_adapter": {"runtimes": "torch"},
-        "audio_adapter": {"runtimes": "torch"},
-        "imu_adapter": {"runtimes": "torch"},
-    }
-    return {
-        name: [arg for key, value in p.items() for arg in ("-p", f"{key}:={value}")]
-        for name, p in params.items()
-    }
+    files = write_inputs(root)
+    return {name: node_params(name, files) for name in EXECUTABLES}
 
 
 def time_exit(

@@ -41,8 +41,11 @@ RUNNING = "running (Ctrl-C or SIGTERM stops it)"
 
 @pytest.fixture(scope="module")
 def inputs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    return write_inputs(tmp_path_factory.mktemp("inputs"))
+
+
+def write_inputs(root: Path) -> dict[str, Path]:
     """Files the sensor-driver nodes read instead of hardware: an image folder, a WAV, a bag."""
-    root = tmp_path_factory.mktemp("inputs")
     frames = root / "frames"
     frames.mkdir()
     import cv2
