@@ -439,9 +439,9 @@ class ZenohBus:
         self.enclave = enclave
         self.config = config or BusConfig.from_env()
         self.log = logging.getLogger("mm_ros" + self.fully_qualified_name.replace("/", "."))
-        self.log.setLevel(LOG_LEVELS[ros.log_level])
         self.store = get_store(self.config.distro, self.config.audio_layout)
         self.session = open_session(self.config)
+        self.log.setLevel(LOG_LEVELS[ros.log_level])  # put back by close
         self._opened_at = time.monotonic()
         self.zid = str(self.session.zid())
         self._ids = itertools.count()
@@ -732,6 +732,7 @@ class ZenohBus:
         self.executor.stop()
         with contextlib.suppress(Exception):
             self.session.close()  # type: ignore[no-untyped-call]
+        self.log.setLevel(logging.NOTSET)  # --log-level was this node's: the logger outlives it
 
     def __enter__(self) -> ZenohBus:
         return self
