@@ -98,6 +98,23 @@ def refuse_pickles(folder: Path) -> None:
     raise CheckpointError(f"{weights} not found")
 
 
+def refuse_pickled_hf(folder: Path) -> None:
+    """Raise if a Hugging Face model folder holds pickled weights and no safetensors.
+
+    ``from_pretrained`` is called with ``use_safetensors=True`` too; this says why, and how to
+    convert, before transformers' own error.
+    """
+    if not folder.is_dir() or any(folder.glob("*.safetensors")):
+        return
+    pickles = sorted(p.name for p in folder.iterdir() if p.suffix in PICKLE_SUFFIXES)
+    if pickles:
+        raise CheckpointError(
+            f"{folder} has pickled weights {pickles} and no *.safetensors; refusing to load "
+            "pickles (they can run code). Convert them once, where you trust the file: "
+            "model.save_pretrained(folder, safe_serialization=True)"
+        )
+
+
 def load_adapter(folder: Path, device: str = "cpu") -> LoadedAdapter:
     """Load an adapter folder: validate the spec, build the module, load strict weights."""
     from safetensors import SafetensorError

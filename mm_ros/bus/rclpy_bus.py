@@ -26,6 +26,7 @@ from mm_ros.bus.ros_args import (
     ros_tokens,
 )
 from mm_ros.bus.signals import stop_on_signals
+from mm_ros.core.drops import DropLog
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -270,6 +271,7 @@ class RclpyBus:
         self.node_name = self.node.get_name()
         self.namespace = self.node.get_namespace()
         self.log = self.node.get_logger()
+        self.drops = DropLog(self.log.warning)
         self._params: dict[str, Any] = {"use_sim_time": sim}
         self._closed = threading.Event()
         self._stop = threading.Event()  # spin returns: a signal, request_shutdown, close

@@ -15,7 +15,7 @@ import queue
 import threading
 import time
 from collections import Counter, deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from mm_ros.bus import naming
@@ -37,6 +37,7 @@ from mm_ros.bus.ros_args import (
     parse_ros_args,
 )
 from mm_ros.bus.signals import stop_on_signals
+from mm_ros.core.drops import DropLog
 from mm_ros.core.errors import ConfigError, InterfaceError
 from mm_ros.interfaces import get_store
 from mm_ros.interfaces.values import from_dict
@@ -191,9 +192,7 @@ class ZenohSubscription:
 
     def _reject(self, reason: str, key: str, detail: str) -> None:
         self.stats.rejected[reason] += 1
-        self._bus.log.warning(
-            "dropped sample on %s (%s): %s: %s", key, self.typename, reason, detail
-        )
+        self._bus.drops.drop(self.topic, reason, f"{detail} (key {key})")
 
     def _on_sample(self, sample: zenoh.Sample) -> None:
         key = str(sample.key_expr)
@@ -268,7 +267,7 @@ class ZenohService:
             request = self._bus.store.deserialize(payload, f"{self._endpoint.typename}_Request")
         except (naming.BusNameError, InterfaceError) as err:
             self.rejected[type(err).__name__] += 1
-            self._bus.log.warning("bad request on %s: %s", self._endpoint.name, err)
+            self._bus.drops.drop(self._endpoint.name, f"request {type(err).__name__}", str(err))
             return
         self._bus.executor.submit(lambda: self._answer(query, request, attachment))
 
@@ -430,7 +429,7 @@ class ZenohBus:
         config: BusConfig | None = None,
         enclave: str = "/",
     ) -> None:
-        from mm_ros.bus.zenoh_session import open_session
+        from mm_ros.bus.zenoh_session import config_file_argument, open_session
 
         ros = args if isinstance(args, RosArgs) else parse_ros_args(list(args or []))
         self.ros_args = ros
@@ -438,10 +437,14 @@ class ZenohBus:
         self.namespace = naming.validate_namespace(ros.namespace or namespace)
         self.enclave = enclave
         self.config = config or BusConfig.from_env()
+        given = config_file_argument(ros.rest)  # `NODE --zenoh-config FILE --ros-args ...`
+        if given is not None:
+            self.config = replace(self.config, zenoh_config=given)
         self.log = logging.getLogger("mm_ros" + self.fully_qualified_name.replace("/", "."))
         self.store = get_store(self.config.distro, self.config.audio_layout)
         self.session = open_session(self.config)
         self.log.setLevel(LOG_LEVELS[ros.log_level])  # put back by close
+        self.drops = DropLog(self.log.warning)
         self._opened_at = time.monotonic()
         self.zid = str(self.session.zid())
         self._ids = itertools.count()
