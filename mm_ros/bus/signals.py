@@ -39,5 +39,5 @@ def stop_on_signals(stop: Callable[[], None]) -> Iterator[None]:
     try:
         yield
     finally:
-        for sig, previous in replaced.items():
-            signal.signal(sig, signal.SIG_DFL if previous is None else previous)
+        for number, previous in replaced.items():
+            signal.signal(number, signal.SIG_DFL if previous is None else previous)
