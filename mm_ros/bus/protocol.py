@@ -198,6 +198,9 @@ class Bus(Protocol):
     def fully_qualified_name(self) -> str:
         """Return ``/namespace/node_name``."""
 
+    def resolve(self, name: str) -> str:
+        """Fully qualified name of a topic or service after namespace and remaps."""
+
     def set_audio_layout(self, layout: str) -> None:
         """Use the ``ros-drivers`` or ``mgonzs13`` audio_common_msgs (before audio entities)."""
 

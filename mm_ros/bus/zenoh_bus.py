@@ -43,13 +43,37 @@ from mm_ros.interfaces import get_store
 from mm_ros.interfaces.values import from_dict
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Iterator
 
     import zenoh
 
     from mm_ros.bus.zenoh_actions import ZenohActionClient, ZenohActionServer
 
 GRAPH_SETTLE_S = 2.0  # a fresh session's first graph queries may not reach every peer yet
+# A query's replies are awaited at most this long past its own timeout: after the router was
+# killed and restarted a few times, iterating a get's default channel was seen to block for
+# minutes (a graph query in wait_until_active never returned); the callback + deadline cannot.
+REPLY_GRACE_S = 1.0
+_END = object()  # the get finished: no more replies
+
+
+def bounded_replies(get: Callable[[Any], None], timeout_s: float) -> Iterator[Any]:
+    """Yield the replies of ``get(handler)``, ending at its last one or ``timeout_s`` + grace."""
+    import zenoh
+
+    replies: queue.SimpleQueue[Any] = queue.SimpleQueue()
+    get(zenoh.handlers.Callback(replies.put, lambda: replies.put(_END)))
+    deadline = time.monotonic() + timeout_s + REPLY_GRACE_S
+    while (left := deadline - time.monotonic()) > 0:
+        try:
+            reply = replies.get(timeout=left)
+        except queue.Empty:
+            return
+        if reply is _END:
+            return
+        yield reply
+
+
 LOG_LEVELS = {
     "debug": logging.DEBUG,
     "info": logging.INFO,
@@ -310,13 +334,18 @@ class ZenohClient:
         attachment = naming.pack_attachment(
             next(self._sequence), time.time_ns(), self._endpoint.gid
         )
-        replies = self._bus.session.get(
-            self._endpoint.key,
-            target=zenoh.QueryTarget.ALL_COMPLETE,
-            consolidation=zenoh.ConsolidationMode.NONE,
-            payload=data,
-            attachment=attachment,
-            timeout=timeout_s,
+        started = time.monotonic()
+        replies = bounded_replies(
+            lambda handler: self._bus.session.get(
+                self._endpoint.key,
+                handler,
+                target=zenoh.QueryTarget.ALL_COMPLETE,
+                consolidation=zenoh.ConsolidationMode.NONE,
+                payload=data,
+                attachment=attachment,
+                timeout=timeout_s,
+            ),
+            timeout_s,
         )
         for reply in replies:
             if reply.ok is not None:
@@ -327,10 +356,18 @@ class ZenohClient:
                 self._endpoint.name,
                 reply.err.payload.to_string() if reply.err else "?",
             )
-        msg = (
-            f"service {self._endpoint.name} ({typename}) gave no answer within {timeout_s:g} s"
-            " (is a server running? `mm-ros node list`)"
-        )
+        elapsed = time.monotonic() - started
+        if elapsed < timeout_s - REPLY_GRACE_S:  # the query ended early: nobody will answer
+            msg = (
+                f"service {self._endpoint.name} ({typename}) ended after {elapsed:.2f} s "
+                "without an answer: no server reachable, or it went away while answering "
+                "(`mm-ros node list`)"
+            )
+        else:
+            msg = (
+                f"service {self._endpoint.name} ({typename}) gave no answer within "
+                f"{timeout_s:g} s (is a server running? `mm-ros node list`)"
+            )
         raise BusTimeoutError(msg)
 
     def wait_for_service(self, timeout_s: float = 5.0) -> bool:
@@ -685,8 +722,10 @@ class ZenohBus:
 
     def _graph_once(self, timeout_s: float) -> dict[str, naming.GraphEntity]:
         out: dict[str, naming.GraphEntity] = {}
-        for reply in self.session.liveliness().get(
-            f"@ros2_lv/{self.config.domain}/**", timeout=timeout_s
+        pattern = f"@ros2_lv/{self.config.domain}/**"
+        for reply in bounded_replies(
+            lambda handler: self.session.liveliness().get(pattern, handler, timeout=timeout_s),
+            timeout_s,
         ):
             if reply.ok is None:
                 continue

@@ -46,17 +46,22 @@ def freshness_warnings(
     return tuple(out)
 
 
-def require_near_clock(stamp_ns: int, now_ns: int, max_offset_s: float, what: str) -> int:
-    """Return ``stamp_ns``; raise `InvalidValueError` if it is further than allowed from now.
+def require_near_clock(
+    stamp_ns: int, now_ns: int, max_offset_s: float, what: str, *, behind_too: bool
+) -> int:
+    """Return ``stamp_ns``; raise `InvalidValueError` if it is too far from the node's clock.
 
     One sample stamped in 2038 or 1970 (a driver bug, a clock not yet synced) would otherwise
-    make the time windows take it for a clock jump and drop the history they hold. Off when
-    ``max_offset_s`` is 0 or the clock is not running yet (sim time before the first /clock).
+    make the time windows take it for a clock jump and drop the history they hold. A stamp
+    further ahead than ``max_offset_s`` is always refused; one further behind only with
+    ``behind_too`` (the stream is live: its newest data is near the clock), so a recording
+    replayed without sim time still plays. Off when ``max_offset_s`` is 0 or the clock is not
+    running yet (sim time before the first /clock).
     """
     if max_offset_s <= 0 or now_ns <= 0:
         return stamp_ns
     offset_s = (stamp_ns - now_ns) / NS_PER_S
-    if abs(offset_s) > max_offset_s:
+    if offset_s > max_offset_s or (behind_too and -offset_s > max_offset_s):
         where = "ahead of" if offset_s > 0 else "behind"
         raise InvalidValueError(
             f"{what} header stamp {stamp_ns / NS_PER_S:.3f} s is {abs(offset_s):.1f} s {where} "

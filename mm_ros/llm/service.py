@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from mm_ros.core.answers import AnswerValue, Detection, ImageRef, ObjectBearing
+from mm_ros.core.audio import resample
 from mm_ros.core.boxes import parse_boxes, streamed_text
 from mm_ros.core.errors import ConfigError, QueryError, TokenSpaceMismatchError
 from mm_ros.core.freshness import freshness_warnings
@@ -354,7 +355,11 @@ def block_source(
 
         def audio() -> Block:
             t0 = time.perf_counter()
-            encoded = session.encode_audio(view.samples, view.rate_hz)
+            samples, rate = view.samples, view.rate_hz
+            wanted = session.spec.audio.sample_rate_hz if session.spec.audio else rate
+            if rate != wanted:  # a 44.1 / 48 kHz microphone, or a stream whose rate changed
+                samples, rate = resample(samples, rate, wanted), wanted
+            encoded = session.encode_audio(samples, rate)
             return _block(encoded, view.at_ns, view.start_ns, "", time.perf_counter() - t0)
 
         return (modality, view.start_ns, view.at_ns, view.rate_hz), audio

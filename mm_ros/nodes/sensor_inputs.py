@@ -61,7 +61,9 @@ class SensorInputsConfig:
     audio_window_s: float = param(10.0, "seconds of audio kept")
     imu_window_s: float = param(5.0, "seconds of IMU kept")
     max_clock_offset_s: float = param(
-        10.0, "a sample stamped further from this node's clock is dropped; 0 = accept any stamp"
+        10.0,
+        "a sample stamped further ahead of this node's clock (or behind it, among live data) "
+        "is dropped; 0 = accept any stamp",
     )
 
     def __post_init__(self) -> None:
@@ -99,15 +101,16 @@ class SensorInputs:
         if image is None or audio is None or imu is None:  # built just above; for the checker
             raise ConfigError("sensor windows missing")
         self.intakes: dict[str, Intake[Any]] = {
-            "image": Intake(c.image_topic, image.add, drops.drop),
-            "imu": Intake(c.imu_topic, imu.add, drops.drop),
-            "audio": Intake(c.audio_topic, audio.add, drops.drop),
+            # resolved names: the drop counts use the names the bus itself reports
+            "image": Intake(bus.resolve(c.image_topic), image.add, drops.drop),
+            "imu": Intake(bus.resolve(c.imu_topic), imu.add, drops.drop),
+            "audio": Intake(bus.resolve(c.audio_topic), audio.add, drops.drop),
         }
         self._audio_info: Any = None
         self._pending_audio: deque[Any] = deque()  # chunks waiting for the first AudioInfo
         self._audio_lock = threading.Lock()  # keeps held and new chunks in arrival order
-        self._audio_info_topic = c.audio_info_topic
-        self._camera_info_topic = c.camera_info_topic
+        self._audio_info_topic = bus.resolve(c.audio_info_topic)
+        self._camera_info_topic = bus.resolve(c.camera_info_topic)
         if "image" in modalities:
             self._subscribe_image(bus, c)
         if camera_info:  # bearings need it also when images are encoded elsewhere
@@ -148,9 +151,12 @@ class SensorInputs:
                 SENSOR_STREAM,
             )
 
-    def _stamp(self, header: Any, what: str) -> int:
+    def _stamp(self, header: Any, what: str, modality: str) -> int:
         """Return the header's stamp in ns; refuse one far from the node's clock (freshness)."""
-        return require_near_clock(stamp_ns(header), self._now_ns(), self._max_offset_s, what)
+        now, window = self._now_ns(), getattr(self.windows, modality)
+        newest = window.newest_ns() if window is not None else None
+        live = newest is not None and abs(now - newest) <= self._max_offset_s * NS
+        return require_near_clock(stamp_ns(header), now, self._max_offset_s, what, behind_too=live)
 
     def _on_image(self, m: Any) -> None:
         self.intakes["image"].offer(
@@ -161,7 +167,7 @@ class SensorInputs:
                 m.step,
                 bool(m.is_bigendian),
                 m.data,
-                stamp_ns=self._stamp(m.header, "Image"),
+                stamp_ns=self._stamp(m.header, "Image", "image"),
                 frame_id=m.header.frame_id,
             )
         )
@@ -183,7 +189,7 @@ class SensorInputs:
             lambda: decode_compressed_image(
                 m.format,
                 m.data,
-                stamp_ns=self._stamp(m.header, "CompressedImage"),
+                stamp_ns=self._stamp(m.header, "CompressedImage", "image"),
                 frame_id=m.header.frame_id,
             )
         )
@@ -198,7 +204,7 @@ class SensorInputs:
                 m.angular_velocity_covariance,
                 (a.x, a.y, a.z),
                 m.linear_acceleration_covariance,
-                stamp_ns=self._stamp(m.header, "Imu"),
+                stamp_ns=self._stamp(m.header, "Imu", "imu"),
                 frame_id=m.header.frame_id,
             )
         )
@@ -244,7 +250,7 @@ class SensorInputs:
                 info.sample_rate,
                 info.sample_format,
                 info.coding_format,
-                stamp_ns=self._stamp(m.header, "AudioDataStamped"),
+                stamp_ns=self._stamp(m.header, "AudioDataStamped", "audio"),
             )
 
         self.intakes["audio"].offer(decode)
@@ -261,7 +267,7 @@ class SensorInputs:
                 int16_data=d.int16_data,
                 int8_data=d.int8_data,
                 uint8_data=d.uint8_data,
-                stamp_ns=self._stamp(m.header, "AudioStamped"),
+                stamp_ns=self._stamp(m.header, "AudioStamped", "audio"),
             )
         )
 

@@ -22,6 +22,9 @@ class RecordingBus:
     def set_audio_layout(self, layout: str) -> None:
         self.layout = layout
 
+    def resolve(self, name: str) -> str:
+        return name
+
     def now_ns(self) -> int:
         return 0  # no clock yet (sim time before /clock): stamps are not checked
 

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from mm_ros.bus import naming
 from mm_ros.interfaces.values import from_dict
+from mm_ros.nodes.convert import header
 
 if TYPE_CHECKING:
     from mm_ros.interfaces.store import TypeStore
@@ -40,10 +41,8 @@ TOPICS = {
 SUBSCRIBED_TYPES = (*TOPICS.values(), "mm_ros/msg/TokenEmbeddings")
 KINDS = ("random", "truncated", "huge_length", "ff_run", "empty", "attachment", "semantic")
 NS = 1_000_000_000
-
-
-def header(stamp_ns: int, frame_id: str = "camera") -> dict[str, Any]:
-    return {"stamp": {"sec": stamp_ns // NS, "nanosec": stamp_ns % NS}, "frame_id": frame_id}
+# frame ids and questions that look like paths: no node may create a file under such a name
+PATHS = ("../mm_ros_fuzz", "mm_ros_fuzz/x.png", "a/b\x00c", "~/.ssh/x", "C:\\x")
 
 
 def valid(  # noqa: PLR0911 - one well-formed message per type
@@ -53,7 +52,7 @@ def valid(  # noqa: PLR0911 - one well-formed message per type
     rng = rng or random.Random(0)
     if typename == "sensor_msgs/msg/Image":
         return {
-            "header": header(stamp_ns),
+            "header": header(stamp_ns, "camera"),
             "height": 8,
             "width": 8,
             "encoding": "rgb8",
@@ -62,7 +61,7 @@ def valid(  # noqa: PLR0911 - one well-formed message per type
         }
     if typename == "sensor_msgs/msg/CameraInfo":
         return {
-            "header": header(stamp_ns),
+            "header": header(stamp_ns, "camera"),
             "width": 8,
             "height": 8,
             "distortion_model": "plumb_bob",
@@ -88,7 +87,7 @@ def valid(  # noqa: PLR0911 - one well-formed message per type
         return {"data": "what is on my left?"}
     if typename == "mm_ros/msg/TokenEmbeddings":
         return {
-            "header": header(stamp_ns),
+            "header": header(stamp_ns, "camera"),
             "modality": "image",
             "shape": [2, 4],
             "dtype": "float32",
@@ -103,6 +102,9 @@ def semantic(typename: str, stamp_ns: int, rng: random.Random) -> dict[str, Any]
     far = rng.choice([2**31 - 1, -(2**31), 0, stamp_ns // NS + 10**6, stamp_ns // NS - 10**6])
     if "header" in message and rng.random() < 0.3:
         message["header"]["stamp"]["sec"] = far  # far in the future or the past
+        return message
+    if "header" in message and rng.random() < 0.1:  # names no node may write a file under
+        message["header"]["frame_id"] = rng.choice(PATHS)
         return message
     if typename == "sensor_msgs/msg/Image":
         message.update(
@@ -152,7 +154,7 @@ def semantic(typename: str, stamp_ns: int, rng: random.Random) -> dict[str, Any]
         )
     elif typename == "std_msgs/msg/String":
         message["data"] = rng.choice(
-            ["", "[dance] hi", "\u202e\u0000\U0001f916 ?", "x" * 100_000, "[grounding]"]
+            ["", "[dance] hi", "\u202e\u0000\U0001f916 ?", "x" * 100_000, "[grounding]", *PATHS]
         )
     return message
 

@@ -109,6 +109,10 @@ class Graph:
         path = self.folder / f"{name}.log"
         return path.read_text(errors="replace")[-3000:] if path.exists() else ""
 
+    def log_full(self, name: str) -> str:
+        path = self.folder / f"{name}.log"
+        return path.read_text(errors="replace") if path.exists() else ""
+
     def stop(self) -> None:
         for proc in self.processes.values():
             if proc.poll() is None:

@@ -129,7 +129,7 @@ def test_model_service_killed_and_restarted_while_a_client_waits(graph: Graph) -
         handle = action.send_goal({"question": QUESTION, "max_new_tokens": 400})
         graph.kill("model_service")
         started = time.monotonic()
-        with pytest.raises(BusError, match="no result within"):
+        with pytest.raises(BusError, match=r"no result: .* went away while answering"):
             handle.result(6.0)  # the server is gone: an error, within the deadline
         assert time.monotonic() - started < 10.0
         graph.start_node("model_service", *SERVICE_PARAMS)
