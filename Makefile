@@ -7,7 +7,7 @@ PIP := $(PY) -m pip install -q --disable-pip-version-check
 TORCH_PIN := torch==2.13.0  # the CPU wheel on disk; an unpinned torch pulls GBs of CUDA
 STAMP := $(VENV)/.installed
 
-.PHONY: all venv ros-tier test test-contract-rclpy test-fast lint demo bench clean
+.PHONY: all venv ros-tier test test-contract-rclpy test-fast lint demo bench fuzz clean
 
 all: test
 
@@ -54,6 +54,11 @@ demo: venv
 
 bench: venv ros-tier
 	$(PY) bench/run.py
+
+# The reliability volume run alone (also part of bench): 10 000 malformed samples and faults
+# against real processes; writes bench/results/reliability.json and the report.
+fuzz: venv
+	$(PY) bench/run.py reliability
 
 clean:
 	rm -rf $(VENV) .ros build install log .pytest_cache .mypy_cache .ruff_cache

@@ -102,6 +102,11 @@ class Proc:
             self.lines.append(line.rstrip())
             if RUNNING in line:
                 self.running.set()
+        self.running.set()  # ended: waiters stop waiting (``up`` tells which)
+
+    def up(self, timeout_s: float) -> bool:
+        """Wait until the node runs; False when it ended (or never said so) instead."""
+        return self.running.wait(timeout_s) and self.proc.poll() is None
 
     def output(self) -> str:
         return "\n".join(self.lines[-40:])
@@ -135,7 +140,7 @@ def signal_every_node(start: Callable[[str, list[str]], Proc], files: dict[str, 
         try:
             deadline = time.monotonic() + START_S
             for proc in procs:
-                up = proc.running.wait(max(0.0, deadline - time.monotonic()))
+                up = proc.up(max(0.0, deadline - time.monotonic()))
                 assert up, f"{proc.name} did not start (exit {proc.proc.poll()}):\n{proc.output()}"
             for i, proc in enumerate(procs):
                 signum = sigs[(i + round_) % 2]
@@ -189,7 +194,8 @@ def slow_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def service_params(model: Path) -> list[str]:
-    return ["-p", f"model_dir:={model}", "-p", "runtimes:=torch", "-p", "max_new_tokens:=100000"]
+    long = ["-p", "max_new_tokens:=100000", "-p", "max_new_tokens_limit:=100000"]
+    return ["-p", f"model_dir:={model}", "-p", "runtimes:=torch", *long]
 
 
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
@@ -203,7 +209,7 @@ def test_zenoh_goal_in_flight_gets_an_error_result_on_shutdown(
     env = dict(os.environ, MM_ROS_CONNECT=router, MM_ROS_BUS="zenoh")
     service = Proc("model_service", [*command, *service_params(slow_model)], env)
     try:
-        assert service.running.wait(START_S), service.output()
+        assert service.up(START_S), service.output()
         client = make_zenoh("asker").create_action_client("/mm/ask", "mm_ros/action/Ask")
         assert client.wait_for_server(30)
         generating = threading.Event()
@@ -242,7 +248,7 @@ def test_rclpy_goal_in_flight_gets_an_error_result_on_shutdown(
     service = Proc("model_service", command, ros_tier.env)
     asker = None
     try:
-        assert service.running.wait(START_S), service.output()
+        assert service.up(START_S), service.output()
         goal = "{question: 'what is on my left?'}"
         send = ("ros2", "action", "send_goal", "-f", "/mm/ask", "mm_ros/action/Ask", goal)
         asker = Proc("ros2 action send_goal", ros_tier.command(*send), ros_tier.env)

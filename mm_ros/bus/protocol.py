@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
     from mm_ros.bus.naming import QoS
+    from mm_ros.core.drops import DropLog
 
 DEFAULT_CONNECT = "tcp/127.0.0.1:7447"  # rmw_zenohd's default port, IPv4 (REFERENCE section 1)
 
@@ -63,6 +64,9 @@ class BusConfig:
     # API of zenoh 1.10 needs extra copies there), so we only switch the transport setting.
     shared_memory: bool = True
     connect_timeout_s: float = 5.0  # how long to look for the router before failing
+    # A Zenoh JSON5 configuration file the session starts from (TLS, mutual TLS, access
+    # control); its settings win over the fields above (zenoh_session.py). "" = none.
+    zenoh_config: str = ""
 
     def __post_init__(self) -> None:
         if self.mode not in ("peer", "client"):
@@ -74,8 +78,14 @@ class BusConfig:
 
     @classmethod
     def from_env(cls, **overrides: Any) -> BusConfig:
-        """Defaults from ``MM_ROS_CONNECT``, ``ROS_DOMAIN_ID``, ``ROS_DISTRO``; then overrides."""
+        """Read the environment, then apply ``overrides`` (None values are skipped).
+
+        Variables: ``MM_ROS_CONNECT``, ``ROS_DOMAIN_ID``, ``ROS_DISTRO`` and rmw_zenoh's
+        ``ZENOH_SESSION_CONFIG_URI``.
+        """
         values: dict[str, Any] = {}
+        if os.environ.get("ZENOH_SESSION_CONFIG_URI"):
+            values["zenoh_config"] = os.environ["ZENOH_SESSION_CONFIG_URI"]
         if os.environ.get("MM_ROS_CONNECT"):
             values["connect"] = tuple(os.environ["MM_ROS_CONNECT"].split(","))
         if os.environ.get("ROS_DOMAIN_ID"):
@@ -185,10 +195,14 @@ class Bus(Protocol):
 
     node_name: str
     namespace: str
+    drops: DropLog  # input this node dropped, per topic and cause (logged throttled)
 
     @property
     def fully_qualified_name(self) -> str:
         """Return ``/namespace/node_name``."""
+
+    def resolve(self, name: str) -> str:
+        """Fully qualified name of a topic or service after namespace and remaps."""
 
     def set_audio_layout(self, layout: str) -> None:
         """Use the ``ros-drivers`` or ``mgonzs13`` audio_common_msgs (before audio entities)."""

@@ -27,6 +27,7 @@ from mm_ros.bus.ros_args import (
     ros_tokens,
 )
 from mm_ros.bus.signals import stop_on_signals
+from mm_ros.core.drops import DropLog
 from mm_ros.core.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -278,6 +279,7 @@ class RclpyBus:
         self._params = ParameterTable(self.fully_qualified_name)
         self._params.declare("use_sim_time", False, {"use_sim_time": sim})  # rclpy's own
         self.node.add_on_set_parameters_callback(self._on_set_parameters)
+        self.drops = DropLog(self.log.warning)
         self._closed = threading.Event()
         self._stop = threading.Event()  # spin returns: a signal, request_shutdown, close
         self._goals = threading.Condition()

@@ -330,11 +330,7 @@ class ClientGoalHandle:
                 {"goal_id": {"uuid": list(self.goal_id)}}, timeout_s=timeout_s
             )
         except BusTimeoutError as err:
-            msg = (
-                f"action {self._client.name}: no result within {timeout_s:g} s "
-                "(server gone or goal still running)"
-            )
-            raise BusTimeoutError(msg) from err
+            raise BusTimeoutError(f"action {self._client.name}: no result: {err}") from err
         finally:
             self._client.forget(self.goal_id)
         return GoalStatus(response.status), response.result

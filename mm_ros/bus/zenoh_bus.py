@@ -15,7 +15,7 @@ import queue
 import threading
 import time
 from collections import Counter, deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from mm_ros.bus import naming
@@ -37,18 +37,43 @@ from mm_ros.bus.ros_args import (
     parse_ros_args,
 )
 from mm_ros.bus.signals import stop_on_signals
+from mm_ros.core.drops import DropLog
 from mm_ros.core.errors import ConfigError, InterfaceError
 from mm_ros.interfaces import get_store
 from mm_ros.interfaces.values import from_dict
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Iterator
 
     import zenoh
 
     from mm_ros.bus.zenoh_actions import ZenohActionClient, ZenohActionServer
 
 GRAPH_SETTLE_S = 2.0  # a fresh session's first graph queries may not reach every peer yet
+# A query's replies are awaited at most this long past its own timeout: after the router was
+# killed and restarted a few times, iterating a get's default channel was seen to block for
+# minutes (a graph query in wait_until_active never returned); the callback + deadline cannot.
+REPLY_GRACE_S = 1.0
+_END = object()  # the get finished: no more replies
+
+
+def bounded_replies(get: Callable[[Any], None], timeout_s: float) -> Iterator[Any]:
+    """Yield the replies of ``get(handler)``, ending at its last one or ``timeout_s`` + grace."""
+    import zenoh
+
+    replies: queue.SimpleQueue[Any] = queue.SimpleQueue()
+    get(zenoh.handlers.Callback(replies.put, lambda: replies.put(_END)))
+    deadline = time.monotonic() + timeout_s + REPLY_GRACE_S
+    while (left := deadline - time.monotonic()) > 0:
+        try:
+            reply = replies.get(timeout=left)
+        except queue.Empty:
+            return
+        if reply is _END:
+            return
+        yield reply
+
+
 LOG_LEVELS = {
     "debug": logging.DEBUG,
     "info": logging.INFO,
@@ -199,9 +224,7 @@ class ZenohSubscription:
 
     def _reject(self, reason: str, key: str, detail: str) -> None:
         self.stats.rejected[reason] += 1
-        self._bus.log.warning(
-            "dropped sample on %s (%s): %s: %s", key, self.typename, reason, detail
-        )
+        self._bus.drops.drop(self.topic, reason, f"{detail} (key {key})")
 
     def _on_sample(self, sample: zenoh.Sample) -> None:
         key = str(sample.key_expr)
@@ -276,7 +299,7 @@ class ZenohService:
             request = self._bus.store.deserialize(payload, f"{self._endpoint.typename}_Request")
         except (naming.BusNameError, InterfaceError) as err:
             self.rejected[type(err).__name__] += 1
-            self._bus.log.warning("bad request on %s: %s", self._endpoint.name, err)
+            self._bus.drops.drop(self._endpoint.name, f"request {type(err).__name__}", str(err))
             return
         self._bus.executor.submit(lambda: self._answer(query, request, attachment))
 
@@ -319,13 +342,18 @@ class ZenohClient:
         attachment = naming.pack_attachment(
             next(self._sequence), time.time_ns(), self._endpoint.gid
         )
-        replies = self._bus.session.get(
-            self._endpoint.key,
-            target=zenoh.QueryTarget.ALL_COMPLETE,
-            consolidation=zenoh.ConsolidationMode.NONE,
-            payload=data,
-            attachment=attachment,
-            timeout=timeout_s,
+        started = time.monotonic()
+        replies = bounded_replies(
+            lambda handler: self._bus.session.get(
+                self._endpoint.key,
+                handler,
+                target=zenoh.QueryTarget.ALL_COMPLETE,
+                consolidation=zenoh.ConsolidationMode.NONE,
+                payload=data,
+                attachment=attachment,
+                timeout=timeout_s,
+            ),
+            timeout_s,
         )
         for reply in replies:
             if reply.ok is not None:
@@ -336,10 +364,18 @@ class ZenohClient:
                 self._endpoint.name,
                 reply.err.payload.to_string() if reply.err else "?",
             )
-        msg = (
-            f"service {self._endpoint.name} ({typename}) gave no answer within {timeout_s:g} s"
-            " (is a server running? `mm-ros node list`)"
-        )
+        elapsed = time.monotonic() - started
+        if elapsed < timeout_s - REPLY_GRACE_S:  # the query ended early: nobody will answer
+            msg = (
+                f"service {self._endpoint.name} ({typename}) ended after {elapsed:.2f} s "
+                "without an answer: no server reachable, or it went away while answering "
+                "(`mm-ros node list`)"
+            )
+        else:
+            msg = (
+                f"service {self._endpoint.name} ({typename}) gave no answer within "
+                f"{timeout_s:g} s (is a server running? `mm-ros node list`)"
+            )
         raise BusTimeoutError(msg)
 
     def wait_for_service(self, timeout_s: float = 5.0) -> bool:
@@ -438,7 +474,7 @@ class ZenohBus:
         config: BusConfig | None = None,
         enclave: str = "/",
     ) -> None:
-        from mm_ros.bus.zenoh_session import open_session
+        from mm_ros.bus.zenoh_session import config_file_argument, open_session
 
         ros = args if isinstance(args, RosArgs) else parse_ros_args(list(args or []))
         self.ros_args = ros
@@ -446,10 +482,14 @@ class ZenohBus:
         self.namespace = naming.validate_namespace(ros.namespace or namespace)
         self.enclave = enclave
         self.config = config or BusConfig.from_env()
+        given = config_file_argument(ros.rest)  # `NODE --zenoh-config FILE --ros-args ...`
+        if given is not None:
+            self.config = replace(self.config, zenoh_config=given)
         self.log = logging.getLogger("mm_ros" + self.fully_qualified_name.replace("/", "."))
-        self.log.setLevel(LOG_LEVELS[ros.log_level])
         self.store = get_store(self.config.distro, self.config.audio_layout)
         self.session = open_session(self.config)
+        self.log.setLevel(LOG_LEVELS[ros.log_level])  # put back by close
+        self.drops = DropLog(self.log.warning)
         self._opened_at = time.monotonic()
         self.zid = str(self.session.zid())
         self._ids = itertools.count()
@@ -695,8 +735,10 @@ class ZenohBus:
 
     def _graph_once(self, timeout_s: float) -> dict[str, naming.GraphEntity]:
         out: dict[str, naming.GraphEntity] = {}
-        for reply in self.session.liveliness().get(
-            f"@ros2_lv/{self.config.domain}/**", timeout=timeout_s
+        pattern = f"@ros2_lv/{self.config.domain}/**"
+        for reply in bounded_replies(
+            lambda handler: self.session.liveliness().get(pattern, handler, timeout=timeout_s),
+            timeout_s,
         ):
             if reply.ok is None:
                 continue
@@ -745,6 +787,7 @@ class ZenohBus:
                 token.undeclare()
         with contextlib.suppress(Exception):
             self.session.close()  # type: ignore[no-untyped-call]
+        self.log.setLevel(logging.NOTSET)  # --log-level was this node's: the logger outlives it
 
     def __enter__(self) -> ZenohBus:
         return self

@@ -272,6 +272,7 @@ def describe(value: AnswerValue) -> str:
     if others:
         lines.append("bearings:")
         lines.extend(f"  {b.label or 'object'}  {_where(b)}" for b in others)
+    lines.extend(f"warning: {warning}" for warning in value.warnings)
     if value.latency_s:
         stages = ", ".join(f"{stage} {seconds * 1000:.0f} ms" for stage, seconds in value.latency_s)
         lines.append(f"latency: {stages}")

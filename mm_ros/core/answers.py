@@ -66,6 +66,7 @@ class AnswerValue:
     model_id: str = ""
     error: str = ""  # empty on success
     rejected_boxes: tuple[str, ...] = field(default=())  # box markup the parser refused, and why
+    warnings: tuple[str, ...] = ()  # modalities with stale or no data (core.freshness)
 
     @property
     def ok(self) -> bool:

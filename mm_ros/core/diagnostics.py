@@ -278,6 +278,24 @@ def latency_health(last: LastAnswer | None, limits: DiagnosticLimits) -> Health:
     return Health(Level.WARN, message, values)
 
 
+def drops_health(
+    now: Mapping[tuple[str, str], int], before: Mapping[tuple[str, str], int] | None
+) -> Health:
+    """Input dropped per topic and cause (``DropLog.counts``); WARN when the last period had any."""
+    values = {f"{topic}: {cause}": str(n) for (topic, cause), n in sorted(now.items())}
+    old = before or {}
+    new = {key: n - old.get(key, 0) for key, n in sorted(now.items()) if n > old.get(key, 0)}
+    if new:
+        parts = ", ".join(f"{topic} {cause} {n}" for (topic, cause), n in new.items())
+        message = (
+            f"dropped {sum(new.values())} input sample(s) in the last period ({parts}); "
+            "to fix: check the sender of those topics (type, encoding, sizes)"
+        )
+        return Health(Level.WARN, message, values)
+    total = sum(now.values())
+    return Health(Level.OK, f"no input dropped in the last period ({total} since start)", values)
+
+
 def model_service_entries(
     node: str,
     *,

@@ -21,8 +21,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from mm_ros.core.answers import AnswerValue, Detection, ImageRef, ObjectBearing
+from mm_ros.core.audio import resample
 from mm_ros.core.boxes import parse_boxes, streamed_text
 from mm_ros.core.errors import ConfigError, QueryError, TokenSpaceMismatchError
+from mm_ros.core.freshness import freshness_warnings
 from mm_ros.core.grounding import bearings, source_detections
 from mm_ros.core.prompt import split_task
 from mm_ros.core.scheduler import FAILED, stop_message
@@ -72,6 +74,9 @@ class ServiceSettings:
     # |azimuth| within this many degrees of the optical axis is "centre" (a quarter of a 77 deg
     # field of view at the default 10 deg): wide enough that "in front of me" is stable.
     centre_half_width_deg: float = 10.0
+    # Data older than this (before the question's stamp, or now) is named in the answer's
+    # warnings: a stopped camera or adapter node must not pass for a live one.
+    stale_after_s: float = 1.0
     prefix_cache_entries: int = 4  # snapshots whose prefill is kept (a few askers at once)
     block_cache_entries: int = 16  # encoded modality blocks kept (per modality and stamp)
 
@@ -80,6 +85,8 @@ class ServiceSettings:
             raise ConfigError(
                 f"centre_half_width_deg must be in [0, 90), found {self.centre_half_width_deg}"
             )
+        if not self.stale_after_s > 0:
+            raise ConfigError(f"stale_after_s must be > 0, found {self.stale_after_s}")
         if self.prefix_cache_entries < 0 or self.block_cache_entries < 0:
             raise ConfigError("cache sizes must be >= 0")
 
@@ -197,15 +204,20 @@ class AnswerEngine:
         blocks: Mapping[str, Block] | None = None,
         on_partial: Callable[[str, int, str], None] | None = None,
         should_stop: Callable[[], str | None] | None = None,
+        now_ns: int | None = None,
     ) -> AnswerValue:
         """Answer ``query`` from ``snapshot`` (and/or ready ``blocks``); never raises for a query.
 
         ``on_partial(text, generated_tokens, stage)`` streams; ``should_stop()`` returning
-        ``cancelled`` / ``deadline`` ends generation early with an error answer.
+        ``cancelled`` / ``deadline`` ends generation early with an error answer. With
+        ``now_ns`` (the node's clock), modalities with data older than ``stale_after_s`` before
+        the question's stamp (or now), or with none, are named in the answer's ``warnings``.
         """
         started = time.perf_counter()
         try:
-            return self._answer(query, snapshot, camera, blocks, on_partial, should_stop, started)
+            return self._answer(
+                query, snapshot, camera, blocks, on_partial, should_stop, started, now_ns
+            )
         except (QueryError, ConfigError, TokenSpaceMismatchError) as err:
             return _failure(query, str(err), self.model_id)
 
@@ -218,6 +230,7 @@ class AnswerEngine:
         on_partial: Callable[[str, int, str], None] | None,
         should_stop: Callable[[], str | None] | None,
         started: float,
+        now_ns: int | None,
     ) -> AnswerValue:
         task, text = split_task(query.question, query.task)
         if not text:
@@ -285,6 +298,15 @@ class AnswerEngine:
                 generated.stop_reason, query.timeout_s, time.perf_counter() - started
             )
         latency.append(("total", time.perf_counter() - started))
+        warnings: tuple[str, ...] = ()
+        if now_ns is not None:
+            warnings = freshness_warnings(
+                query.modalities or self.modalities(),
+                {m: blocks[m].stamp_ns for m in order},
+                query.at_ns if query.at_ns is not None else now_ns,
+                self.settings.stale_after_s,
+                {m: b.source for m, b in blocks.items() if b.source.startswith("remote")},
+            )
         return AnswerValue(
             question=query.question,
             task=task.value,
@@ -303,6 +325,7 @@ class AnswerEngine:
             model_id=self.model_id,
             error=error,
             rejected_boxes=rejected,
+            warnings=warnings,
         )
 
     def _input_size(self) -> int:
@@ -332,7 +355,11 @@ def block_source(
 
         def audio() -> Block:
             t0 = time.perf_counter()
-            encoded = session.encode_audio(view.samples, view.rate_hz)
+            samples, rate = view.samples, view.rate_hz
+            wanted = session.spec.audio.sample_rate_hz if session.spec.audio else rate
+            if rate != wanted:  # a 44.1 / 48 kHz microphone, or a stream whose rate changed
+                samples, rate = resample(samples, rate, wanted), wanted
+            encoded = session.encode_audio(samples, rate)
             return _block(encoded, view.at_ns, view.start_ns, "", time.perf_counter() - t0)
 
         return (modality, view.start_ns, view.at_ns, view.rate_hz), audio

@@ -143,6 +143,7 @@ def answer(value: AnswerValue) -> dict[str, Any]:
         "generated_tokens": value.generated_tokens,
         "model_id": value.model_id,
         "error": value.error,
+        "warnings": list(value.warnings),
     }
 
 
@@ -209,4 +210,5 @@ def answer_value(message: Any) -> AnswerValue:
         generated_tokens=int(message.generated_tokens),
         model_id=str(message.model_id),
         error=str(message.error),
+        warnings=tuple(str(w) for w in message.warnings),
     )

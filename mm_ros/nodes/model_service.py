@@ -9,6 +9,7 @@ the diagnostics and the annotated image. Tests drive it directly.
 from __future__ import annotations
 
 import collections
+import math
 import threading
 import time
 from dataclasses import dataclass, field, replace
@@ -27,7 +28,7 @@ from mm_ros.core.embeddings import decode_tokens
 from mm_ros.core.errors import ConfigError, DecodeError, QueryError, TokenSpaceMismatchError
 from mm_ros.core.images import encode_image
 from mm_ros.core.preprocessing import ImageTransform
-from mm_ros.core.scheduler import QueryScheduler, SchedulerStats, Ticket
+from mm_ros.core.scheduler import FAILED, QueryScheduler, SchedulerStats, Ticket
 from mm_ros.core.sensors import Frame, PixelFormat
 from mm_ros.nodes.lifecycle import ManagedConfig
 from mm_ros.nodes.params import check_choice, param
@@ -74,6 +75,11 @@ class ModelServiceConfig(SensorInputsConfig, ManagedConfig):
         live=True,
     )
     max_new_tokens: int = param(48, "default answer length limit in tokens", live=True)
+    max_new_tokens_limit: int = param(1024, "a question asking for more new tokens is refused")
+    max_question_chars: int = param(4096, "a longer question is refused with an error")
+    stale_after_s: float = param(
+        1.0, "data older than this (before the question's stamp, or now) is named in warnings"
+    )
     temperature: float = param(0.0, "0 = greedy (deterministic); > 0 samples", live=True)
     top_p: float = param(1.0, "nucleus sampling mass (temperature > 0)", live=True)
     seed: int = param(0, "sampling seed")
@@ -91,6 +97,12 @@ class ModelServiceConfig(SensorInputsConfig, ManagedConfig):
             raise ConfigError(
                 f"need max_queue >= 1, timeout_s > 0, max_new_tokens >= 1; found "
                 f"{self.max_queue}, {self.timeout_s}, {self.max_new_tokens}"
+            )
+        if not self.max_new_tokens <= self.max_new_tokens_limit or self.max_question_chars < 1:
+            raise ConfigError(
+                f"need max_new_tokens <= max_new_tokens_limit and max_question_chars >= 1; "
+                f"found {self.max_new_tokens}, {self.max_new_tokens_limit}, "
+                f"{self.max_question_chars}"
             )
         if self.stamp_wait_s < 0:
             raise ConfigError(f"stamp_wait_s must be >= 0, found {self.stamp_wait_s}")
@@ -142,7 +154,7 @@ class ModelServiceConfig(SensorInputsConfig, ManagedConfig):
             seed=self.seed,
             stop_strings=_names(self.stop_strings),
         )
-        return ServiceSettings(generation, self.centre_half_width_deg)
+        return ServiceSettings(generation, self.centre_half_width_deg, self.stale_after_s)
 
 
 def query_from_goal(request: Any, config: ModelServiceConfig) -> Query:
@@ -163,6 +175,31 @@ def query_from_goal(request: Any, config: ModelServiceConfig) -> Query:
     )
 
 
+def query_problem(query: Query, config: ModelServiceConfig) -> str | None:
+    """Say what is wrong with a query's limits (None when nothing is); checked before queueing."""
+    if len(query.question) > config.max_question_chars:
+        return (
+            f"question is {len(query.question)} characters long; at most "
+            f"{config.max_question_chars} are taken (max_question_chars)"
+        )
+    if not (math.isfinite(query.timeout_s) and query.timeout_s > 0):
+        return (
+            f"timeout_s must be a finite number of seconds >= 0 (0 = the service default, "
+            f"{config.timeout_s:g} s), found {query.timeout_s}"
+        )
+    if not (math.isfinite(query.window_s) and query.window_s >= 0):
+        return (
+            "window_s must be a finite number of seconds >= 0 (0 = what each adapter was "
+            f"trained on), found {query.window_s}"
+        )
+    if not 0 <= query.max_new_tokens <= config.max_new_tokens_limit:
+        return (
+            f"max_new_tokens must be 0 (the default, {config.max_new_tokens}) to "
+            f"{config.max_new_tokens_limit} (max_new_tokens_limit), found {query.max_new_tokens}"
+        )
+    return None
+
+
 @dataclass
 class Job:
     """A queued question with its streaming hook."""
@@ -176,11 +213,16 @@ class ServiceCore:
     """Model + queue + remote token store behind the model_service node."""
 
     def __init__(
-        self, config: ModelServiceConfig, inputs: SensorInputs, log: logging.Logger
+        self,
+        config: ModelServiceConfig,
+        inputs: SensorInputs,
+        log: logging.Logger,
+        now_ns: Callable[[], int] = time.time_ns,
     ) -> None:
         self.config = config
         self.inputs = inputs
         self.log = log
+        self.now_ns = now_ns  # the node's clock (sim time in replay): how old the data is
         self.remote_modalities = config.remote()
         self.engine: AnswerEngine | None = None
         self.scheduler: QueryScheduler[Job, AnswerValue] | None = None
@@ -278,7 +320,10 @@ class ServiceCore:
         feedback: Callable[[str, int, str], None] | None,
         on_done: Callable[[AnswerValue], Any] | None = None,
     ) -> Ticket[Job, AnswerValue]:
-        """Queue a question; raise QueryError when the queue is full or nothing is loaded."""
+        """Queue a question; QueryError when it is malformed, the queue full or nothing loaded."""
+        problem = query_problem(query, self.config)
+        if problem is not None:
+            raise QueryError(FAILED, problem)
         if self.scheduler is None:
             state = "unconfigured" if self.engine is None else "inactive"
             raise QueryError(
@@ -337,6 +382,7 @@ class ServiceCore:
             blocks=blocks,
             on_partial=job.feedback,
             should_stop=stop,
+            now_ns=self.now_ns(),
         )
         answer = replace(
             answer,
@@ -415,7 +461,7 @@ class ServiceCore:
             tokens = decode_tokens(message.shape, message.dtype, message.data)
         except (TokenSpaceMismatchError, DecodeError, ConfigError) as err:
             self.remote_rejected[type(err).__name__] += 1
-            self.log.error("rejected embeddings: %s", err)
+            self.inputs.drops.drop(f"embeddings/{modality}", type(err).__name__, str(err))
             return
         stamp = stamp_ns(message.header)
         start = int(message.window_start.sec) * NS + int(message.window_start.nanosec)

@@ -1,15 +1,15 @@
 """``sensor_monitor``: report the health of the camera, IMU and audio inputs on /diagnostics.
 
 It takes the sensors exactly as the model service does and reports rates, age of the newest
-data and rejected messages by reason.
+data and rejected messages by reason, and what the node dropped per topic and cause.
 
 The field answer to "are my sensors reaching mm_ros, and in what shape?" Malformed messages
-are logged, counted per error class and dropped; the node keeps serving.
+are counted per error class, logged (the first in full, then a count every few seconds) and
+dropped; the node keeps serving.
 """
 
 from __future__ import annotations
 
-import logging
 import sys
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from mm_ros.bus.naming import RELIABLE
 from mm_ros.core.errors import ConfigError
 from mm_ros.core.health import InputCounters, assess
+from mm_ros.nodes.diagnostics import DroppedInput
 from mm_ros.nodes.params import declare_config, param
 from mm_ros.nodes.runner import run_node
 from mm_ros.nodes.sensor_inputs import SensorInputs, SensorInputsConfig
@@ -55,8 +56,8 @@ class SensorMonitorNode:
     def __init__(self, bus: Bus) -> None:
         self.bus = bus
         self.config = declare_config(bus, SensorMonitorConfig, self._reconfigure)
-        log = logging.getLogger("mm_ros.sensor_monitor")
-        self.inputs = SensorInputs(bus, self.config, log.warning)
+        self.inputs = SensorInputs(bus, self.config, bus.drops)
+        self._dropped = DroppedInput(bus.node_name, bus.drops)
         self._diagnostics = bus.create_publisher(
             self.config.diagnostics_topic, "diagnostic_msgs/msg/DiagnosticArray", RELIABLE
         )
@@ -95,6 +96,16 @@ class SensorMonitorNode:
                 }
             )
         self._before = counters
+        dropped = self._dropped.entry()
+        status.append(
+            {
+                "level": int(dropped.health.level),
+                "name": dropped.name,
+                "message": dropped.health.message,
+                "hardware_id": dropped.hardware_id,
+                "values": [{"key": k, "value": v} for k, v in dropped.health.values.items()],
+            }
+        )
         header: dict[str, Any] = {"stamp": {"sec": now_ns // 10**9, "nanosec": now_ns % 10**9}}
         self._diagnostics.publish(self._make(header=header, status=status))
 
