@@ -29,6 +29,7 @@ from mm_ros.bus.ros_args import (
 from mm_ros.bus.signals import stop_on_signals
 from mm_ros.core.drops import DropLog
 from mm_ros.core.errors import ConfigError
+from mm_ros.core.stopping import StopFlag
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -281,11 +282,11 @@ class RclpyBus:
         self.node.add_on_set_parameters_callback(self._on_set_parameters)
         self.drops = DropLog(self.log.warning)
         self._closed = threading.Event()
-        self._stop = threading.Event()  # spin returns: a signal, request_shutdown, close
+        self._stopping = StopFlag()  # spin returns once set (signal handlers set it)
         self._goals = threading.Condition()
         self._running_goals = 0
         self._last_goal_end = 0.0  # monotonic s
-        self.node.context.on_shutdown(self._stop.set)  # rclpy shut down by someone else
+        self.node.context.on_shutdown(self.request_shutdown)  # rclpy shut down by another
         self._stop_spinning = threading.Event()
         self._executor: Any = None
         self._spinner: threading.Thread | None = None
@@ -492,16 +493,16 @@ class RclpyBus:
     def spin(self, timeout_s: float | None = None) -> None:
         """Block until SIGINT/SIGTERM, ``request_shutdown``, ``close`` or the timeout."""
         with stop_on_signals(self.request_shutdown):
-            self._stop.wait(timeout_s)
+            self._stopping.wait(timeout_s)
 
     def request_shutdown(self) -> None:
-        """Make ``spin`` return; everything keeps working until ``close``."""
-        self._stop.set()
+        """Make ``spin`` return; everything keeps working until ``close`` (signal-safe)."""
+        self._stopping.set()
 
     @property
     def shutdown_requested(self) -> bool:
         """True once a shutdown signal arrived, ``request_shutdown`` or ``close`` ran."""
-        return self._stop.is_set()
+        return self._stopping.is_set()
 
     @property
     def closed(self) -> bool:
@@ -524,7 +525,7 @@ class RclpyBus:
         global _users  # noqa: PLW0603
         if self._closed.is_set():
             return
-        self._stop.set()
+        self._stopping.set()
         if self.node.context.ok():
             self._drain_goals()
         self._closed.set()

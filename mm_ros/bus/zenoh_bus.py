@@ -39,6 +39,7 @@ from mm_ros.bus.ros_args import (
 from mm_ros.bus.signals import stop_on_signals
 from mm_ros.core.drops import DropLog
 from mm_ros.core.errors import ConfigError, InterfaceError
+from mm_ros.core.stopping import StopFlag
 from mm_ros.interfaces import get_store
 from mm_ros.interfaces.values import from_dict
 
@@ -495,7 +496,7 @@ class ZenohBus:
         self._ids = itertools.count()
         self._node_id = next(self._ids)
         self._closed = threading.Event()
-        self._stop = threading.Event()  # set by request_shutdown (signals) and close
+        self._stopping = StopFlag()  # spin returns once set (signal handlers set it)
         self._entities: list[Any] = []
         self._tokens: list[Any] = []
         self.executor = _Executor(self.fully_qualified_name, self.log)
@@ -752,16 +753,16 @@ class ZenohBus:
     def spin(self, timeout_s: float | None = None) -> None:
         """Block until SIGINT/SIGTERM, ``request_shutdown``, ``close`` or the timeout."""
         with stop_on_signals(self.request_shutdown):
-            self._stop.wait(timeout_s)
+            self._stopping.wait(timeout_s)
 
     def request_shutdown(self) -> None:
-        """Make ``spin`` return; everything keeps working until ``close``."""
-        self._stop.set()
+        """Make ``spin`` return; everything keeps working until ``close`` (signal-safe)."""
+        self._stopping.set()
 
     @property
     def shutdown_requested(self) -> bool:
         """True once a shutdown signal arrived, ``request_shutdown`` or ``close`` ran."""
-        return self._stop.is_set()
+        return self._stopping.is_set()
 
     @property
     def closed(self) -> bool:
@@ -773,7 +774,7 @@ class ZenohBus:
         if getattr(self, "_finished", False):
             return
         self._finished = True
-        self._stop.set()
+        self._stopping.set()
         for entity in self._entities:  # action servers let goals in flight send their result
             if hasattr(entity, "drain"):
                 entity.drain()

@@ -274,11 +274,7 @@ def _router(args: argparse.Namespace) -> int:
         f"Zenoh router {router.zid} listening on {', '.join(router.listen)} (Ctrl-C to stop)",
         flush=True,
     )
-    import signal
-
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: router.stop())
-    router.wait()
+    _stop_on_signals().wait()
     router.stop()
     return EXIT_OK
 
@@ -447,9 +443,10 @@ def _action_send(args: argparse.Namespace) -> int:
 
 def _stop_on_signals() -> Any:
     import signal
-    import threading
 
-    stop = threading.Event()
+    from mm_ros.core.stopping import StopFlag
+
+    stop = StopFlag()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
     return stop

@@ -50,10 +50,9 @@ class _Shutdown:
         self.received: str | None = None
 
     def __call__(self, signum: int, _frame: object) -> None:
+        # no lock and no log line here (see mm_ros.bus.signals): run_node logs after spin
         first = self.received is None
         self.received = signal.Signals(signum).name
-        if first:
-            logging.getLogger("mm_ros").info("%s: %s, shutting down", self.name, self.received)
         if self.stage == "spinning" and self.bus is not None:
             self.bus.request_shutdown()
         elif self.stage == "starting" and first:
@@ -120,6 +119,9 @@ def run_node(node_class: Any, argv: list[str]) -> int:
         pass
     finally:
         shutdown.stage = "closing"
+        if shutdown.received is not None:
+            logging.getLogger("mm_ros").info("%s: %s, shutting down", node_class.name,
+                                             shutdown.received)  # fmt: skip
         watchdog = _watchdog(node_class.name)
         if node is not None and hasattr(node, "close"):
             node.close()
