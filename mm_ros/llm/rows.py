@@ -16,14 +16,17 @@ So every number of a row is computed the same way whatever else is in the batch,
 question runs the very same code (a batch of one):
 
 - the position-wise parts (norms, q/k/v/o projections, MLP, LM head) run on all rows at once,
-  padded with zero rows to a row count from a :class:`RowLadder` under which each row's result
-  was checked, when the step was built, not to depend on the row count, on the row's place or
-  on the other rows (:func:`row_invariant`, on this device, with this model's own modules);
+  through a :class:`Matmul` and padded with zero rows to a row count from a :class:`RowLadder`,
+  a pair under which each row's result was checked, when the step was built, not to depend on
+  the row count, on the row's place or on the other rows (:func:`row_invariant`, on this device,
+  with this model's own modules). On CPU the first pair tried is oneDNN on weights packed once
+  (:class:`PackedMatmul`): a row's result is the same at every row count there, and 4 rows cost
+  what 1 does, where MKL's gemm on 4 rows costs twice its gemv on one;
 - attention runs per row over exactly that row's own cache, with the shapes and the call of a
   lone decode step, so padding never enters a softmax;
 - rotary cos/sin come from one call per row, with a lone step's shapes.
 
-Where no ladder passes, or the layers are not ones this step knows (Llama, Qwen2 without sliding
+Where no pair passes, or the layers are not ones this step knows (Llama, Qwen2 without sliding
 windows), rows are decoded one after another through the model's own forward
 (:class:`OneByOneStep`): still exact, but without sharing the weight reads, which is what makes
 batching pay on a memory-bound decode.
@@ -32,6 +35,7 @@ batching pay on a memory-bound decode.
 from __future__ import annotations
 
 import sys
+import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -43,11 +47,13 @@ from mm_ros.core.errors import ConfigError
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
 
+    from torch import nn
+
 
 KNOWN_LAYERS = frozenset({"LlamaDecoderLayer", "Qwen2DecoderLayer"})  # same layer maths
 ATTENTIONS = ("sdpa", "eager")  # per-row calls with a lone step's arguments
 STATEFUL_ROPE = ("dynamic", "longrope")  # rescale with the sequence length: not per-row exact
-BLOCKS = (4, 8, 16)  # row multiples tried in order; MKL's sgemm takes 4-row blocks here
+BLOCKS = (1, 2, 4, 8, 16)  # row multiples tried in order (MKL's sgemm needs 4 here)
 MIN_CHECKED_ROWS = 16  # ladders are checked up to at least this many rows
 
 
@@ -96,7 +102,67 @@ class RowLadder:
         """E.g. "rows padded to a multiple of 4"."""
         if self.fixed:
             return f"rows padded to {self.fixed}"
+        if self.block == 1:
+            return "rows not padded"
         return f"rows padded to a multiple of {self.block}"
+
+
+class Matmul(Protocol):
+    """``x @ W.T + b`` for one ``nn.Linear`` of the model, on (rows, 1, in) → (rows, 1, out)."""
+
+    name: str
+
+    def __call__(self, x: torch.Tensor, linear: nn.Linear) -> torch.Tensor:
+        """Apply ``linear``'s weights to ``x``."""
+        ...
+
+
+class PlainMatmul:
+    """torch's own ``F.linear`` (MKL on CPU, cuBLAS on CUDA)."""
+
+    name = "torch linear"
+
+    def __call__(self, x: torch.Tensor, linear: nn.Linear) -> torch.Tensor:
+        """Apply ``linear`` as its forward does."""
+        return torch.nn.functional.linear(x, linear.weight, linear.bias)
+
+
+class PackedMatmul:
+    """oneDNN's matmul on a packed copy of each weight (CPU; costs a second copy of them)."""
+
+    name = "oneDNN on packed weights"
+
+    def __init__(self) -> None:
+        self._packed: dict[nn.Linear, torch.Tensor] = {}
+
+    @staticmethod
+    def available(device: torch.device) -> bool:
+        """Tell whether ``device`` is a CPU and torch has oneDNN with the ops inductor uses."""
+        ops = torch.ops.mkldnn
+        return (
+            device.type == "cpu"
+            and bool(torch.backends.mkldnn.is_available())  # type: ignore[no-untyped-call]
+            and hasattr(ops, "_linear_pointwise")
+            and hasattr(ops, "_reorder_linear_weight")
+        )
+
+    def pack(self, linears: Sequence[nn.Linear]) -> None:
+        """Pack the weights of ``linears`` (once each) into oneDNN's blocked layout."""
+        with torch.inference_mode():
+            for linear in linears:
+                if linear not in self._packed:
+                    self._packed[linear] = torch.ops.mkldnn._reorder_linear_weight(
+                        linear.weight.detach(), None
+                    )
+
+    def __call__(self, x: torch.Tensor, linear: nn.Linear) -> torch.Tensor:
+        """Apply ``linear`` with its packed weight (packed now if it was not yet)."""
+        if linear not in self._packed:
+            self.pack([linear])
+        out: torch.Tensor = torch.ops.mkldnn._linear_pointwise(
+            x, self._packed[linear], linear.bias, "none", [None], ""
+        )
+        return out
 
 
 def ladders(max_rows: int) -> tuple[RowLadder, ...]:
@@ -160,8 +226,9 @@ def unsupported(model: Any) -> str | None:
 class RowBlockStep:
     """Position-wise parts on a padded row block, attention per row (see the module docstring)."""
 
-    def __init__(self, model: Any, ladder: RowLadder, device: torch.device) -> None:
+    def __init__(self, model: Any, matmul: Matmul, ladder: RowLadder, device: torch.device) -> None:
         self.model = model
+        self.matmul = matmul
         self.ladder = ladder
         self.layers: list[Any] = list(model.model.layers)
         self.norm = model.model.norm
@@ -176,7 +243,9 @@ class RowBlockStep:
         )
         self.threads = torch.get_num_threads()  # the check holds for this many threads
         where = f"{device}, {self.threads} threads" if device.type == "cpu" else str(device)
-        self.description = f"batched: {ladder.describe()}, attention per row (checked on {where})"
+        self.description = (
+            f"batched: {matmul.name}, {ladder.describe()}, attention per row (checked on {where})"
+        )
 
     def __call__(
         self, embeds: torch.Tensor, caches: Sequence[Any], positions: Sequence[int]
@@ -187,13 +256,14 @@ class RowBlockStep:
         x = embeds.new_zeros((rows, 1, embeds.shape[-1]))  # (rows, 1, D), pad rows stay zero
         x[:n] = embeds
         cos, sin = self._rotary(x, positions, rows)  # (rows, 1, head_dim) each
+        matmul = self.matmul
         for index, layer in enumerate(self.layers):
             attn: Any = layer.self_attn
             h = layer.input_layernorm(x)
             shape = (rows, 1, -1, attn.head_dim)
-            q = attn.q_proj(h).view(shape).transpose(1, 2)  # (rows, H, 1, hd)
-            k = attn.k_proj(h).view(shape).transpose(1, 2)  # (rows, Hkv, 1, hd)
-            v = attn.v_proj(h).view(shape).transpose(1, 2)
+            q = matmul(h, attn.q_proj).view(shape).transpose(1, 2)  # (rows, H, 1, hd)
+            k = matmul(h, attn.k_proj).view(shape).transpose(1, 2)  # (rows, Hkv, 1, hd)
+            v = matmul(h, attn.v_proj).view(shape).transpose(1, 2)
             q, k = self.rotate(q, k, cos, sin)
             heads = x.new_zeros((rows, 1, q.shape[1] * attn.head_dim))  # (rows, 1, H*hd)
             for row, cache in enumerate(caches):
@@ -206,9 +276,9 @@ class RowBlockStep:
                     dropout=0.0, scaling=attn.scaling,
                 )  # fmt: skip
                 heads[row] = out.reshape(1, -1)
-            x = x + attn.o_proj(heads)
-            x = x + layer.mlp(layer.post_attention_layernorm(x))
-        logits: torch.Tensor = self.lm_head(self.norm(x))
+            x = x + matmul(heads, attn.o_proj)
+            x = x + mlp(matmul, layer.mlp, layer.post_attention_layernorm(x))
+        logits = matmul(self.norm(x), self.lm_head)  # (rows, 1, V)
         return logits[:n, 0]
 
     def _rotary(
@@ -221,6 +291,12 @@ class RowBlockStep:
             pad = self.rotary(one, torch.zeros((1, 1), dtype=torch.int64, device=device))
             parts += [pad] * (rows - len(positions))
         return torch.cat([c for c, _ in parts]), torch.cat([s for _, s in parts])
+
+
+def mlp(matmul: Matmul, block: Any, x: torch.Tensor) -> torch.Tensor:
+    """Llama/Qwen2 MLP, ``down(act(gate(x)) * up(x))``, with ``matmul`` for its projections."""
+    gate = block.act_fn(matmul(x, block.gate_proj))
+    return matmul(gate * matmul(x, block.up_proj), block.down_proj)
 
 
 class OneByOneStep:
@@ -251,7 +327,7 @@ def build_step(
     forward: Callable[[torch.Tensor, Any, int], tuple[torch.Tensor, Any]],
     max_rows: int,
 ) -> DecodeStep:
-    """Return the row-block step with the first ladder all modules pass, else one row at a time."""
+    """Return the row-block step with the first matmul and ladder that pass, else one by one."""
     reason = unsupported(model)
     if reason is not None:
         return OneByOneStep(forward, reason)
@@ -260,19 +336,77 @@ def build_step(
     layer: Any = model.model.layers[0]
     attn = layer.self_attn
     width = int(table.embedding_dim)
-    heads_width = int(attn.o_proj.in_features)
-    checked = (  # every position-wise module of a step; other layers have the same shapes
-        (layer.input_layernorm, width), (attn.q_proj, width), (attn.k_proj, width),
-        (attn.v_proj, width), (attn.o_proj, heads_width),
-        (layer.post_attention_layernorm, width), (layer.mlp, width),
-        (model.model.norm, width), (model.lm_head, width),
-    )  # fmt: skip
+    matmuls: list[Matmul] = [PackedMatmul()] if PackedMatmul.available(device) else []
+    matmuls.append(PlainMatmul())
     tried = []
-    for ladder in ladders(max_rows):
-        sizes = ladder.sizes(max_rows)
-        if all(row_invariant(m, w, sizes, device=device, dtype=dtype) for m, w in checked):
-            return RowBlockStep(model, ladder, device)
-        tried.append(ladder.describe())
+    for matmul in matmuls:
+
+        def project(linear: nn.Linear, m: Matmul = matmul) -> Callable[[torch.Tensor], Any]:
+            return lambda x: m(x, linear)
+
+        checked = (  # every position-wise part of a step; the other layers have the same shapes
+            (layer.input_layernorm, width), (project(attn.q_proj), width),
+            (project(attn.k_proj), width), (project(attn.v_proj), width),
+            (project(attn.o_proj), int(attn.o_proj.in_features)),
+            (layer.post_attention_layernorm, width),
+            (lambda x, m=matmul: mlp(m, layer.mlp, x), width),
+            (model.model.norm, width), (project(model.lm_head), width),
+        )  # fmt: skip
+        for ladder in ladders(max_rows):
+            sizes = ladder.sizes(max_rows)
+            if all(row_invariant(f, w, sizes, device=device, dtype=dtype) for f, w in checked):
+                parts = [f for f, _ in checked[-4:]]  # MLP, norms and LM head stand for a step
+                chosen = quickest(ladder, max_rows, parts, width, device, dtype)
+                if isinstance(matmul, PackedMatmul):
+                    matmul.pack(linears(model))
+                return RowBlockStep(model, matmul, chosen, device)
+            tried.append(f"{matmul.name}, {ladder.describe()}")
     return OneByOneStep(
         forward, f"no row ladder keeps rows independent on {device} ({'; '.join(tried)})"
     )
+
+
+def quickest(  # noqa: PLR0917 - the checked ladder and what to time it on
+    passed: RowLadder,
+    max_rows: int,
+    parts: Sequence[Callable[[torch.Tensor], Any]],
+    width: int,
+    device: torch.device,
+    dtype: torch.dtype,
+) -> RowLadder:
+    """Pick the fastest for a lone row among ``passed`` and the ladders its check covers.
+
+    A ladder whose row counts are all among those ``passed`` was checked at gives the same bits,
+    so only time decides, and kernels are not monotonic in rows (oneDNN here: 2 rows cost twice
+    what 4 do). ``parts`` stand for a step; best of 3 runs each.
+    """
+    covered = set(passed.sizes(max_rows))
+    options = [passed] + [
+        RowLadder(block=b)
+        for b in BLOCKS
+        if passed.block and b > passed.block and set(RowLadder(block=b).sizes(max_rows)) <= covered
+    ]
+    if len(options) == 1:
+        return passed
+    costs = {}
+    with torch.inference_mode():
+        for ladder in options:
+            rows = torch.zeros(ladder.rows(1), 1, width, device=device, dtype=dtype)
+            runs = []
+            for _ in range(3):
+                t0 = time.perf_counter()
+                for part in parts:
+                    part(rows)
+                runs.append(time.perf_counter() - t0)
+            costs[ladder] = min(runs)
+    return min(options, key=lambda ladder: costs[ladder])
+
+
+def linears(model: Any) -> list[nn.Linear]:
+    """Every projection a step multiplies by (all layers and the LM head)."""
+    out = [model.lm_head]
+    for layer in model.model.layers:
+        attn, block = layer.self_attn, layer.mlp
+        out += [attn.q_proj, attn.k_proj, attn.v_proj, attn.o_proj]
+        out += [block.gate_proj, block.up_proj, block.down_proj]
+    return out

@@ -92,7 +92,7 @@ def alone(backend: LoadedBackend, config: GenerationConfig) -> list[Generated]:
 def test_the_step_in_use_is_the_batched_one(backend: LoadedBackend) -> None:
     step = generator(backend).prepare()
     assert isinstance(step, RowBlockStep), step.description
-    assert step.description.startswith("batched: rows padded to a multiple of")
+    assert step.description.startswith("batched: oneDNN on packed weights, rows")
 
 
 @pytest.mark.parametrize("threads", [1, 2])
@@ -346,6 +346,8 @@ def test_ladders_pad_rows() -> None:
     assert RowLadder(block=4).sizes(6) == (4, 8, 12, 16)  # checked up to 16 rows at least
     assert RowLadder(fixed=16).rows(3) == 16
     assert [ladder.describe() for ladder in ladders(20)] == [
+        "rows not padded",
+        "rows padded to a multiple of 2",
         "rows padded to a multiple of 4",
         "rows padded to a multiple of 8",
         "rows padded to a multiple of 16",
