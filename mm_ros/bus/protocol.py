@@ -63,6 +63,9 @@ class BusConfig:
     # API of zenoh 1.10 needs extra copies there), so we only switch the transport setting.
     shared_memory: bool = True
     connect_timeout_s: float = 5.0  # how long to look for the router before failing
+    # Keep freed multi-MB buffers mapped (glibc mallopt, process-wide, see bus/memory.py): a
+    # fresh 6 MB buffer page-faults ~1 500 times, which cost 5-10 ms per 1080p frame here.
+    keep_large_buffers: bool = True
 
     def __post_init__(self) -> None:
         if self.mode not in ("peer", "client"):

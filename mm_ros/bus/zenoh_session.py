@@ -11,6 +11,7 @@ import json
 import threading
 from typing import TYPE_CHECKING, Any, cast
 
+from mm_ros.bus.memory import keep_large_buffers
 from mm_ros.bus.protocol import BusConfig, BusUnavailableError
 
 if TYPE_CHECKING:
@@ -48,6 +49,8 @@ def open_session(config: BusConfig) -> zenoh.Session:
     """Open a peer or client session; raise ``BusUnavailableError`` naming the endpoints."""
     import zenoh
 
+    if config.keep_large_buffers:
+        keep_large_buffers()
     try:
         return zenoh.open(
             _config(

@@ -145,7 +145,11 @@ class Generator:
     """
 
     def __init__(
-        self, backend: LoadedBackend, cache: PrefixCache | None = None, max_rows: int = 1
+        self,
+        backend: LoadedBackend,
+        cache: PrefixCache | None = None,
+        max_rows: int = 1,
+        step: Callable[[Generator], DecodeStep] | None = None,
     ) -> None:
         if max_rows < 1:
             raise ConfigError(f"max_rows must be >= 1, found {max_rows}")
@@ -155,7 +159,8 @@ class Generator:
         forward = inspect.signature(backend.model.forward).parameters
         self._keeps_logits = "logits_to_keep" in forward  # compute logits of the last row only
         self.eos_ids = _eos_ids(backend)
-        self._step: DecodeStep | None = None
+        # step(generator) pins a formulation (benchmarks compare them); None: build_step's pick
+        self._step: DecodeStep | None = step(self) if step is not None else None
 
     @property
     def built_step(self) -> DecodeStep | None:
@@ -171,7 +176,8 @@ class Generator:
         """The decode step in use, built (and its rows checked) on first use."""
         step = self._step
         stale = isinstance(step, RowBlockStep) and step.threads != torch.get_num_threads()
-        if step is None or stale:  # CPU kernels split rows by thread: check again
+        if step is None or stale:  # CPU kernels split rows by thread: check again (a pinned
+            # row step too: its rows were checked for the old thread count)
             step = self._step = build_step(self.backend.model, self._forward, self.max_rows)
         return step
 
