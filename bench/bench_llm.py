@@ -412,10 +412,11 @@ def askers_run(
         t.start()
     before = engine.decode_stats()
     barrier.wait()
-    t_all = time.perf_counter()
+    t_all, cpu_all = time.perf_counter(), time.process_time()
     for t in threads:
         t.join()
     wall = time.perf_counter() - t_all
+    cpu = time.process_time() - cpu_all  # every thread of this process: robust to others' load
     after = engine.decode_stats()
     scheduler.close()
     steps = after.steps - before.steps
@@ -426,7 +427,9 @@ def askers_run(
         "questions": len(answers),
         "errors": sorted({a.error for a in answers.values() if a.error}),
         "wall_s": wall,
+        "cpu_s": cpu,
         "answers_per_s": len(answers) / wall,
+        "answers_per_cpu_s": len(answers) / cpu,
         "tokens_per_s": tokens / wall,
         "tokens": tokens,
         "p50_s": pct(latencies, 50),
@@ -438,7 +441,8 @@ def askers_run(
 
 def lone_decode(engine: AnswerEngine, snapshot: Any, tokens: int) -> dict[str, Any]:
     """Seconds per decode step of a lone question: the model's own forward (as before continuous
-    batching) and the engine's row step, alternately, best of LONE_REPEATS; same tokens?"""
+    batching) and the engine's row step, alternately, best of LONE_REPEATS, in wall time and in
+    this thread's CPU time (a run of ``tokens`` minus a run of 1); same tokens either way?"""
     from mm_ros.core.prompt import split_task
     from mm_ros.llm.assembly import assemble
     from mm_ros.llm.rows import OneByOneStep
@@ -454,19 +458,27 @@ def lone_decode(engine: AnswerEngine, snapshot: Any, tokens: int) -> dict[str, A
             blocks[modality] = found[1]().tokens
     task, text = split_task(QUESTIONS[0], "")
     prompt = assemble(backend, task, text, blocks)
-    config = GenerationConfig(max_new_tokens=tokens)
-    runs: dict[str, list[float]] = {"forward": [], "row step": []}
+    long, short = GenerationConfig(max_new_tokens=tokens), GenerationConfig(max_new_tokens=1)
+    wall: dict[str, list[float]] = {"forward": [], "row step": []}
+    cpu: dict[str, list[float]] = {"forward": [], "row step": []}
     outputs = {}
     for _ in range(LONE_REPEATS + 1):  # the first round warms up
         for name, generator in (("forward", forward), ("row step", rows)):
             generator.eos_ids = frozenset()  # the same number of steps for both
-            out = generator.generate(prompt, config)
+            c0 = time.thread_time()
+            out = generator.generate(prompt, long)
+            c1 = time.thread_time()
+            generator.generate(prompt, short)
+            c2 = time.thread_time()
             outputs[name] = out.token_ids
-            runs[name].append((out.generate_s - out.prefill_s) / max(len(out.token_ids) - 1, 1))
-    best = {name: min(values[1:]) for name, values in runs.items()}
+            steps = max(len(out.token_ids) - 1, 1)
+            wall[name].append((out.generate_s - out.prefill_s) / steps)
+            cpu[name].append(((c1 - c0) - (c2 - c1)) / steps)
     return {
-        "forward_step_s": best["forward"],
-        "row_step_s": best["row step"],
+        "forward_step_s": min(wall["forward"][1:]),
+        "row_step_s": min(wall["row step"][1:]),
+        "forward_step_cpu_s": min(cpu["forward"][1:]),
+        "row_step_cpu_s": min(cpu["row step"][1:]),
         "same_tokens": outputs["forward"] == outputs["row step"],
     }
 
@@ -626,7 +638,8 @@ def batching_rows(label: str, b: dict[str, Any]) -> list[list[object]]:
     lone = b["lone_decode"]
     rows: list[list[object]] = [[
         f"3. {label}: a lone question's decode step, row step (now)", ms(lone["row_step_s"]),
-        f"the model's forward (before): {ms(lone['forward_step_s'])} ms; same tokens: "
+        f"the model's forward (before): {ms(lone['forward_step_s'])} ms; in CPU time "
+        f"{ms(lone['row_step_cpu_s'])} vs {ms(lone['forward_step_cpu_s'])} ms; same tokens: "
         f"{'yes' if lone['same_tokens'] else 'no'}; {b['decode_step']}",
     ]]  # fmt: skip
     runs = b["runs"]
@@ -634,9 +647,11 @@ def batching_rows(label: str, b: dict[str, Any]) -> list[list[object]]:
         way, askers = name.rsplit(", ", 1)
         alone = runs[f"one at a time, {askers}"]
         ratio = r["answers_per_s"] / alone["answers_per_s"]
+        cpu_ratio = r["answers_per_cpu_s"] / alone["answers_per_cpu_s"]
         note = (
             f"p99 {ms(r['p99_s'])} ms; {r['answers_per_s']:.2f} answers/s (x{ratio:.2f}); "
-            f"{r['tokens_per_s']:.1f} tokens/s; mean batch {r['mean_batch']:.2f}"
+            f"{r['tokens_per_s']:.1f} tokens/s; {r['answers_per_cpu_s']:.2f} answers per CPU-s "
+            f"(x{cpu_ratio:.2f}); mean batch {r['mean_batch']:.2f}"
         )
         if r["errors"]:
             note += f"; errors: {r['errors']}"
@@ -780,7 +795,10 @@ def run() -> dict[str, object]:
             "no EOS from random weights), one at a time (one scheduler worker, as before "
             f"batching) and batched (max_batch {MAX_BATCH}, the service default, and 16 at 16 "
             "askers) alternately; the ratio x compares answers/s with one at a time at the same "
-            "asker count; p50/p99 are question -> answer at the asker. The lone-question row "
+            "asker count, and answers per CPU-second of this process (all its threads) the same "
+            "way: the CPU figure does not move with the load other users put on these shared "
+            "cores, the wall figures do; p50/p99 are question -> answer at the asker. The "
+            "lone-question row "
             "compares one decode step of the model's own forward (how every step ran before "
             "batching) with the row step, best of "
             f"{LONE_REPEATS} alternate runs. (4) Ask goals one "
