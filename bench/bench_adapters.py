@@ -45,6 +45,7 @@ WARMUP = 3
 BUDGET_RATIO = 1.25
 BATCHES = (1, 4)
 COMPILE = os.environ.get("MM_ROS_BENCH_COMPILE", "1") == "1"  # inductor costs ~1 min per adapter
+THREADS = int(os.environ.get("MM_ROS_BENCH_THREADS", "1"))  # per runtime; see run()
 
 
 def image_spec(reducer: ReducerKind, modality: Modality = Modality.IMAGE) -> AdapterSpec:
@@ -191,7 +192,10 @@ def gpu_runtimes(
 
 
 def run() -> dict:
-    torch.set_num_threads(os.cpu_count() or 1)
+    # One thread each: with two on these two shared cores, a run at load average 10 (others
+    # training) measured torch eager at 909 ms for what takes 30 ms, threads waiting for each
+    # other; one thread per runtime is stable and compares the kernels.
+    torch.set_num_threads(THREADS)
     rows, budgets, figures = [], [], {}
     extra: list[str] = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -201,7 +205,9 @@ def run() -> dict:
             onnx_path = export_onnx(module, shape, Path(tmp) / f"{spec.name}.onnx", dynamo=True)
             runtimes: dict[str, object] = {
                 "torch": TorchRuntime(module, shape),
-                "onnxruntime": OnnxRuntime(onnx_path, shape, OrtOptions(providers=(CPU_EP,))),
+                "onnxruntime": OnnxRuntime(
+                    onnx_path, shape, OrtOptions(providers=(CPU_EP,), intra_op_threads=THREADS)
+                ),
             }
             compile_s = None
             if COMPILE:
@@ -266,7 +272,8 @@ def run() -> dict:
         "summary": (
             "Median latency (ms) per call of each adapter on this CPU, torch eager, ONNX Runtime "
             "CPU EP (dynamo export, opset 18) and torch.compile (inductor), taking turns "
-            f"in one run ({BLOCKS} blocks of {CALLS} timed calls each). Image encoder: ViT width "
+            f"in one run ({BLOCKS} blocks of {CALLS} timed calls each), {THREADS} thread(s) "
+            "each. Image encoder: ViT width "
             "192, depth 4, 256 px, 16 px patches (256 patches); projector to width "
             f"{LLM_WIDTH}. Tokens per image: "
             + ", ".join(f"{k.removeprefix('image-')} {v}" for k, v in tokens.items())

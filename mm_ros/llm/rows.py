@@ -55,6 +55,7 @@ ATTENTIONS = ("sdpa", "eager")  # per-row calls with a lone step's arguments
 STATEFUL_ROPE = ("dynamic", "longrope")  # rescale with the sequence length: not per-row exact
 BLOCKS = (1, 2, 4, 8, 16)  # row multiples tried in order (MKL's sgemm needs 4 here)
 MIN_CHECKED_ROWS = 16  # ladders are checked up to at least this many rows
+TIMED_RUNS = 5  # lone-row timings per ladder, the fastest kept
 
 
 class DecodeStep(Protocol):
@@ -378,7 +379,8 @@ def quickest(  # noqa: PLR0917 - the checked ladder and what to time it on
 
     A ladder whose row counts are all among those ``passed`` was checked at gives the same bits,
     so only time decides, and kernels are not monotonic in rows (oneDNN here: 2 rows cost twice
-    what 4 do). ``parts`` stand for a step; best of 3 runs each.
+    what 4 do). ``parts`` stand for a step; best of TIMED_RUNS runs each, in this thread's CPU
+    time on a CPU (what others run on shared cores does not count).
     """
     covered = set(passed.sizes(max_rows))
     options = [passed] + [
@@ -389,15 +391,18 @@ def quickest(  # noqa: PLR0917 - the checked ladder and what to time it on
     if len(options) == 1:
         return passed
     costs = {}
+    clock = time.thread_time if device.type == "cpu" else time.perf_counter  # CPU: others' load
     with torch.inference_mode():
         for ladder in options:
             rows = torch.zeros(ladder.rows(1), 1, width, device=device, dtype=dtype)
             runs = []
-            for _ in range(3):
-                t0 = time.perf_counter()
+            for _ in range(TIMED_RUNS):
+                t0 = clock()
                 for part in parts:
                     part(rows)
-                runs.append(time.perf_counter() - t0)
+                if device.type == "cuda":
+                    torch.cuda.synchronize(device)
+                runs.append(clock() - t0)
             costs[ladder] = min(runs)
     return min(options, key=lambda ladder: costs[ladder])
 
