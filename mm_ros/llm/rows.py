@@ -355,7 +355,14 @@ def build_step(
         )  # fmt: skip
         for ladder in ladders(max_rows):
             sizes = ladder.sizes(max_rows)
-            if all(row_invariant(f, w, sizes, device=device, dtype=dtype) for f, w in checked):
+            try:
+                passed = all(
+                    row_invariant(f, w, sizes, device=device, dtype=dtype) for f, w in checked
+                )
+            except RuntimeError as err:  # e.g. oneDNN packs fp16 only with AVX-512 FP16
+                tried.append(f"{matmul.name}: {err}")
+                break
+            if passed:
                 parts = [f for f, _ in checked[-4:]]  # MLP, norms and LM head stand for a step
                 chosen = quickest(ladder, max_rows, parts, width, device, dtype)
                 if isinstance(matmul, PackedMatmul):
