@@ -23,6 +23,7 @@ import pytest
 
 from mm_ros.bus.protocol import GoalStatus
 from mm_ros.cli.executables import EXECUTABLES
+from mm_ros.core.answers import GENERATING
 from tests.bus.conftest import free_port, make_zenoh, router  # noqa: F401 - fixtures
 from tests.nodes.test_replay_evaluator_node import record_world
 
@@ -215,7 +216,7 @@ def test_zenoh_goal_in_flight_gets_an_error_result_on_shutdown(
         generating = threading.Event()
 
         def on_feedback(feedback: Any) -> None:
-            if feedback.stage == "generate":
+            if feedback.stage == GENERATING:
                 generating.set()
 
         goal = client.send_goal({"question": "what is on my left?"}, feedback=on_feedback)
@@ -253,7 +254,7 @@ def test_rclpy_goal_in_flight_gets_an_error_result_on_shutdown(
         send = ("ros2", "action", "send_goal", "-f", "/mm/ask", "mm_ros/action/Ask", goal)
         asker = Proc("ros2 action send_goal", ros_tier.command(*send), ros_tier.env)
         deadline = time.monotonic() + 60
-        while not any("stage: generate" in line for line in asker.lines):
+        while not any(f"stage: {GENERATING}" in line for line in asker.lines):
             assert time.monotonic() < deadline, asker.output()
             assert asker.proc.poll() is None, asker.output()
             time.sleep(0.05)

@@ -67,6 +67,9 @@ class BusConfig:
     # A Zenoh JSON5 configuration file the session starts from (TLS, mutual TLS, access
     # control); its settings win over the fields above (zenoh_session.py). "" = none.
     zenoh_config: str = ""
+    # Keep freed multi-MB buffers mapped (glibc mallopt, process-wide, see bus/memory.py): a
+    # fresh 6 MB buffer page-faults ~1 500 times, which cost 5-10 ms per 1080p frame here.
+    keep_large_buffers: bool = True
 
     def __post_init__(self) -> None:
         if self.mode not in ("peer", "client"):

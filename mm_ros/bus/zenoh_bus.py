@@ -181,7 +181,12 @@ class ZenohPublisher:
             attachment = naming.pack_attachment(
                 next(self._sequence), time.time_ns(), self._endpoint.gid
             )
-            self._pub.put(data, attachment=attachment)
+            try:
+                self._pub.put(data, attachment=attachment)
+            except Exception as error:  # zenoh.ZError: undeclared by a close that raced us
+                if not self._bus.closed:
+                    raise
+                raise BusError(f"publisher on {self.topic}: the node was shut down") from error
 
     def close(self) -> None:
         with contextlib.suppress(Exception):

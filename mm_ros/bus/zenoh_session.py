@@ -19,6 +19,7 @@ import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
+from mm_ros.bus.memory import keep_large_buffers
 from mm_ros.bus.protocol import BusConfig, BusUnavailableError
 from mm_ros.core.errors import ConfigError
 
@@ -94,6 +95,8 @@ def open_session(config: BusConfig) -> zenoh.Session:
     """Open a peer or client session; raise ``BusUnavailableError`` naming the endpoints."""
     import zenoh
 
+    if config.keep_large_buffers:
+        keep_large_buffers()
     try:
         return zenoh.open(
             _config(

@@ -14,6 +14,13 @@ if TYPE_CHECKING:
 
 Box = tuple[float, float, float, float]  # x1, y1, x2, y2 in source-image pixels
 
+# Where a question is, as the Ask action's feedback ``stage`` says it (action/Ask.action)
+QUEUED = "queued"  # accepted, waiting for a free row of the decode batch
+ENCODE = "encode"  # cutting the snapshot and encoding the modality blocks
+PREFILL = "prefill"  # its prompt is being prefilled (it joins the batch at this step)
+GENERATING = "generating"  # one feedback per new token, with the text so far
+STAGES = (QUEUED, ENCODE, PREFILL, GENERATING)
+
 
 @dataclass(frozen=True)
 class Detection:

@@ -15,8 +15,9 @@ import time
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
-from mm_ros.core.answers import AnswerValue, ImageRef
+from mm_ros.core.answers import QUEUED, AnswerValue, ImageRef
 from mm_ros.core.diagnostics import (
+    BatchFigures,
     Entry,
     GpuMemory,
     LastAnswer,
@@ -68,6 +69,10 @@ class ModelServiceConfig(SensorInputsConfig, ManagedConfig):
     engine_cache_dir: str = param("engines/cache", "TensorRT engine cache folder")
     remote_modalities: str = param("", "modalities encoded by adapter nodes, e.g. image,imu")
     max_queue: int = param(8, "questions waiting at most; beyond it an immediate error")
+    # 8: on the 0.5B-shape benchmark model a step of 8 rows costs about what a step of one does
+    # (the weights are read once for all rows), while each row holds its own KV cache and every
+    # row's next token waits for the whole step; more askers than this wait in the queue.
+    max_batch: int = param(8, "questions decoded together at most (continuous batching)")
     timeout_s: float = param(30.0, "default per-question deadline (goal timeout_s 0)", live=True)
     stamp_wait_s: float = param(
         1.0,
@@ -93,10 +98,11 @@ class ModelServiceConfig(SensorInputsConfig, ManagedConfig):
         super().__post_init__()
         for name in _names(self.remote_modalities):
             check_choice("remote_modalities entry", name, MODALITIES)
-        if self.max_queue < 1 or self.timeout_s <= 0 or self.max_new_tokens < 1:
+        if min(self.max_queue, self.max_batch, self.max_new_tokens) < 1 or self.timeout_s <= 0:
             raise ConfigError(
-                f"need max_queue >= 1, timeout_s > 0, max_new_tokens >= 1; found "
-                f"{self.max_queue}, {self.timeout_s}, {self.max_new_tokens}"
+                f"need max_queue >= 1, max_batch >= 1, timeout_s > 0, max_new_tokens >= 1; "
+                f"found {self.max_queue}, {self.max_batch}, {self.timeout_s}, "
+                f"{self.max_new_tokens}"
             )
         if not self.max_new_tokens <= self.max_new_tokens_limit or self.max_question_chars < 1:
             raise ConfigError(
@@ -154,7 +160,9 @@ class ModelServiceConfig(SensorInputsConfig, ManagedConfig):
             seed=self.seed,
             stop_strings=_names(self.stop_strings),
         )
-        return ServiceSettings(generation, self.centre_half_width_deg, self.stale_after_s)
+        return ServiceSettings(
+            generation, self.centre_half_width_deg, self.stale_after_s, max_batch=self.max_batch
+        )
 
 
 def query_from_goal(request: Any, config: ModelServiceConfig) -> Query:
@@ -233,6 +241,7 @@ class ServiceCore:
         self.last_answer: AnswerValue | None = None
         self._closed_stats: SchedulerStats | None = None
         self._queue_before: QueueFigures | None = None
+        self._batch_before: BatchFigures | None = None
         self._lock = threading.Lock()
 
     # -- life --------------------------------------------------------------------------------
@@ -251,6 +260,7 @@ class ServiceCore:
                 f"remote_modalities {unknown}: model {engine.model_id} has adapters for "
                 f"{', '.join(engine.modalities())} only"
             )
+        self.log.info("decode step: %s", engine.prepare())
         if backend.random_init:
             self.log.warning(
                 "model %s has RANDOM weights: answers are noise until a trained model is given "
@@ -273,7 +283,10 @@ class ServiceCore:
 
     def activate(self) -> None:
         """Start answering (lifecycle activate)."""
-        self.scheduler = QueryScheduler(self._run, self._fail, self.config.max_queue, "answers")
+        # one worker per batch row: each waits in the decode loop for its question's tokens
+        self.scheduler = QueryScheduler(
+            self._run, self._fail, self.config.max_queue, "answers", self.config.max_batch
+        )
 
     def deactivate(self) -> None:
         """Stop answering; waiting questions end with an error; the model stays loaded."""
@@ -331,6 +344,8 @@ class ServiceCore:
                 f"the model service is {state}, not active: it answers again after the "
                 f"lifecycle transition activate (`ros2 lifecycle set NODE activate`)",
             )
+        if feedback is not None:  # before its worker can say "encode"; a refusal follows at once
+            feedback("", 0, QUEUED)
         ticket = self.scheduler.submit(Job(query, feedback), query.timeout_s)
         if on_done is not None:
             ticket.add_done_callback(on_done)
@@ -529,10 +544,13 @@ class ServiceCore:
     def diagnostics(self, node: str, gpu: GpuMemory | None = None) -> list[Entry]:
         """Return this period's /diagnostics entries (model, adapters, queue, latency)."""
         engine = self.engine
-        model = adapters = None
+        model = adapters = batch = None
         if engine is not None:
             model = ModelFigures(engine.model_id, engine.backend.random_init)
             adapters = {m: s.diagnostics() for m, s in engine.backend.selections.items()}
+            batch = BatchFigures.from_stats(
+                time.monotonic(), engine.decode_stats(), self.config.max_batch
+            )
         stats = self.scheduler.stats() if self.scheduler is not None else self._closed_stats
         queue = QueueFigures.from_scheduler(stats, self.config.max_queue) if stats else None
         if queue is not None and self.remote_rejected:
@@ -549,8 +567,11 @@ class ServiceCore:
             adapters=adapters or {},
             queue=queue,
             queue_before=self._queue_before,
+            batch=batch,
+            batch_before=self._batch_before,
             gpu=gpu,
             last_answer=LastAnswer.from_answer(last) if last is not None else None,
         )
         self._queue_before = queue
+        self._batch_before = batch
         return entries

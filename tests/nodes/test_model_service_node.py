@@ -98,7 +98,9 @@ def test_ask_streams_answers_and_publishes_detections_of_the_image_used(
     for stage in ("queue", "snapshot", "encode/image", "prefill", "first_token", "total"):
         assert stage in stages
     assert 1 <= value.generated_tokens <= 6
-    assert [f.stage for f in feedback][:2] == ["encode", "prefill"]
+    stages_seen = [f.stage for f in feedback]
+    assert stages_seen[:3] == ["queued", "encode", "prefill"]
+    assert set(stages_seen[3:]) <= {"generating"}
     # feedback and result travel on different channels, so the last feedback may land after the
     # result (and is then dropped, as rclpy does): the feedback seen counts up to the result's
     counts = [f.generated_tokens for f in feedback]
@@ -147,7 +149,7 @@ def test_live_parameters_reach_the_next_question(
     status, result = ask(client, {"question": "what is on my left?"})
     assert status == GoalStatus.SUCCEEDED
     assert result.answer.generated_tokens == 2  # random weights: never stops early on its own
-    with pytest.raises(ConfigError, match=r"max_new_tokens >= 1.*found 8, 30\.0, 0"):
+    with pytest.raises(ConfigError, match=r"max_new_tokens >= 1; found 8, 8, 30\.0, 0"):
         bus.set_parameter("max_new_tokens", 0)  # the config's own check refuses it
     with pytest.raises(ConfigError, match="expected float"):
         bus.set_parameter("timeout_s", "soon")

@@ -41,13 +41,17 @@ def start_service(graph: Graph, *params: str) -> tuple[Any, SensorStream]:
     return client, stream
 
 
-def ask_until_answered(client: Any, deadline_s: float, **goal: Any) -> Any:
-    """Ask until one answer without error comes (the graph settling); return it."""
+def ask_until_answered(client: Any, deadline_s: float, *, fresh: bool = False, **goal: Any) -> Any:
+    """Ask until one answer without error (and, ``fresh``, without warnings) comes; return it.
+
+    The graph is settling meanwhile: on a loaded machine a remote adapter's first tokens can
+    arrive later than stale_after_s.
+    """
     deadline = time.monotonic() + deadline_s
     while True:
         try:
             status, answer = ask(client, {"question": QUESTION, **goal}, timeout_s=10)
-            if status == GoalStatus.SUCCEEDED:
+            if status == GoalStatus.SUCCEEDED and not (fresh and answer.warnings):
                 return answer
         except BusError:
             pass
@@ -90,8 +94,7 @@ def test_a_killed_adapter_node_shows_as_stale_data_in_the_answer(graph: Graph) -
     graph.start_node("camera_adapter", "runtimes:=torch", "device:=cpu")
     client, stream = start_service(graph, "remote_modalities:=image")
     try:
-        fresh = ask_until_answered(client, 60, modalities=["image"])
-        assert fresh.warnings == ()
+        ask_until_answered(client, 60, fresh=True, modalities=["image"])  # data flows, fresh
         graph.kill("camera_adapter")
         time.sleep(2.0)  # its last tokens age past stale_after_s (1 s)
         status, stale = ask(client, {"question": QUESTION, "modalities": ["image"]})
