@@ -7,7 +7,7 @@ PIP := $(PY) -m pip install -q --disable-pip-version-check
 TORCH_PIN := torch==2.13.0  # the CPU wheel on disk; an unpinned torch pulls GBs of CUDA
 STAMP := $(VENV)/.installed
 
-.PHONY: all venv ros-tier test test-contract-rclpy test-fast lint demo bench clean
+.PHONY: all venv ros-tier test test-contract-rclpy test-fast lint demo bench fuzz clean
 
 all: test
 
@@ -25,8 +25,12 @@ $(STAMP): pyproject.toml setup.py Makefile
 ros-tier: venv
 	$(PY) tools/ros_tier.py
 
+# Three workers on two cores: many tests wait on processes, buses and timers, so the suite takes
+# about half the time it takes on one worker (tests/conftest.py keeps their DDS domains apart).
+PYTEST_WORKERS ?= 3
+
 test: venv ros-tier
-	$(PY) -m pytest
+	$(PY) -m pytest -n $(PYTEST_WORKERS)
 	@$(MAKE) --no-print-directory test-contract-rclpy
 
 # The bus contract suite again, on rclpy + Fast DDS inside the colcon-built workspace (the
@@ -39,7 +43,7 @@ test-contract-rclpy: ros-tier
 
 # Everything that needs no ROS tier (the tier's tests skip, naming why).
 test-fast: venv
-	$(PY) -m pytest -m 'not ros_tier'
+	$(PY) -m pytest -n $(PYTEST_WORKERS) -m 'not ros_tier'
 
 lint: venv
 	$(VENV)/bin/ruff check .
@@ -50,6 +54,11 @@ demo: venv
 
 bench: venv ros-tier
 	$(PY) bench/run.py
+
+# The reliability volume run alone (also part of bench): 10 000 malformed samples and faults
+# against real processes; writes bench/results/reliability.json and the report.
+fuzz: venv
+	$(PY) bench/run.py reliability
 
 clean:
 	rm -rf $(VENV) .ros build install log .pytest_cache .mypy_cache .ruff_cache

@@ -1,5 +1,6 @@
-"""The model service: time to first token with the caches, prefill against image tokens, queue
-latency with many askers, and question → answer over the bus while the sensors stream.
+"""The model service: time to first token with the caches, prefill against image tokens, many
+askers with continuous batching against one at a time, and question → answer over the bus while
+the sensors stream.
 
 Four parts, each compared within this run:
 
@@ -8,8 +9,12 @@ Four parts, each compared within this run:
    composed model (Llama width 256, 4 layers, an image adapter giving 256 tokens) and on the
    embedded default model.
 2. Prefill time against image tokens for each reducer (none, concat4, dynamic), same LLM.
-3. Queue wait and total latency with 1 and with 10 concurrent askers (QueryScheduler +
-   AnswerEngine, no bus; the default model).
+3. Many askers: 1, 4, 8 and 16 concurrent askers, each asking several questions in turn,
+   answered one at a time (one scheduler worker) and with continuous batching (``max_batch``
+   workers sharing the decode steps), alternately in this run, on the shipped mm-tiny and on a
+   random Llama of Qwen2-0.5B's shape (built from a config); answers/s, tokens/s, p50/p99
+   question → answer, and whether both ways gave the same answers. Plus a lone question's
+   decode step before batching (the model's own forward) and now (the row step).
 4. End to end on the default model: Ask goal → full answer over the zenoh bus with a router,
    `model_service` in this process and `sim_world` in its own process streaming camera (30 Hz),
    audio and IMU (200 Hz).
@@ -52,7 +57,7 @@ from mm_ros.engines.runtimes.base import RuntimeKind
 from mm_ros.engines.selection import EngineConfig
 from mm_ros.llm.backends.base import BackendConfig, load_backend
 from mm_ros.llm.backends.composed import MODEL_JSON, PACKAGE_MODEL, save_composed
-from mm_ros.llm.generation import GenerationConfig
+from mm_ros.llm.generation import GenerationConfig, Generator
 from mm_ros.llm.service import AnswerEngine, Query, ServiceSettings
 from mm_ros.llm.tiny import build_random_default, tiny_vocabulary
 from mm_ros.llm.tokens import word_level_tokenizer
@@ -77,8 +82,23 @@ QUESTIONS = (
 TTFT_PAIRS = 10
 PREFILL_ROUNDS = 12  # each round: every case PREFILL_TRIES times in a row, the fastest kept
 PREFILL_TRIES = 3
-QUEUE_ROUNDS = 4  # questions per asker with 10 askers
-SOLO_QUESTIONS = 16
+ASKERS = (1, 4, 8, 16)
+MAX_BATCH = 8  # the service default: at 16 askers half of them wait
+# Qwen2-0.5B's shape (hidden 896, 24 layers, 14 query / 2 key-value heads, FFN 4864, a tied
+# 151 936-row embedding) as a random Llama: no download; a word-level tokenizer padded with
+# filler words to the same vocabulary, so the LM head costs what Qwen2-0.5B's does
+QWEN05 = {"hidden_size": 896, "num_hidden_layers": 24, "num_attention_heads": 14,
+          "num_key_value_heads": 2, "intermediate_size": 4864, "vocab_size": 151_936}  # fmt: skip
+BATCH_RUNS = {  # model → (questions per asker, max new tokens)
+    "mm-tiny": (4, 48),  # the service default answer length; mm-tiny ends at EOS well before
+    "0.5B shape": (2, 16),  # one at a time at 16 askers is 32 questions of ~3 s on this CPU
+}
+# the 0.5B shape again at 8 askers with the service's default answer length: the prefill, which
+# each question still does alone, weighs less against 48 shared steps than against 16
+DEFAULT_NEW_TOKENS = 48  # ModelServiceConfig.max_new_tokens
+LONG_RUN = {"0.5B shape": 8}
+LONE_REPEATS = 3  # alternate runs of a lone question's decode, 8 new tokens each
+LONE_TOKENS = 8
 E2E_QUESTIONS = 60
 E2E_WARMUP = 4
 
@@ -108,14 +128,16 @@ def big_llm(tokenizer: Any, seed: int = 0) -> Any:
     return model.eval()
 
 
-def image_spec(reducer: ReducerKind, size_px: int = IMAGE_PX) -> AdapterSpec:
-    """ViT image adapter for the big LLM: ``size_px``, 16 px patches, the given reducer."""
+def image_spec(
+    reducer: ReducerKind, size_px: int = IMAGE_PX, llm_width: int = BIG_WIDTH
+) -> AdapterSpec:
+    """ViT image adapter for a big LLM: ``size_px``, 16 px patches, the given reducer."""
     spec = AdapterSpec(
-        name=f"bench-llm-image-{reducer.value}-{size_px}",
+        name=f"bench-llm-image-{reducer.value}-{size_px}-{llm_width}",
         modality=Modality.IMAGE,
         encoder=EncoderSpec(EncoderFamily.VIT, width=96, depth=2, heads=2, patch_px=16),
         llm_id="bench-llm",
-        llm_width=BIG_WIDTH,
+        llm_width=llm_width,
         token_count=1,
         image=ImagePreprocessing(size_px=size_px, resize_mode=ResizeMode.SQUASH),
         # dynamic keeps a quarter of the patches: a second 4x reduction to compare with concat4
@@ -147,7 +169,9 @@ def default_model(scratch: Path) -> tuple[Path, bool]:
     return build_random_default(scratch / "random-default", seed=0), False
 
 
-def engine_for(folder: Path, max_new_tokens: int, prefix_cache: bool = True) -> AnswerEngine:
+def engine_for(
+    folder: Path, max_new_tokens: int, prefix_cache: bool = True, max_batch: int = 1
+) -> AnswerEngine:
     # torch eager adapters: no ONNX export or TensorRT build in the timed runs
     backend = load_backend(
         BackendConfig(model_dir=str(folder), engine=EngineConfig(preference=(RuntimeKind.TORCH,)))
@@ -155,6 +179,7 @@ def engine_for(folder: Path, max_new_tokens: int, prefix_cache: bool = True) -> 
     settings = ServiceSettings(
         GenerationConfig(max_new_tokens=max_new_tokens),
         prefix_cache_entries=4 if prefix_cache else 0,
+        max_batch=max_batch,
     )
     return AnswerEngine(backend, settings)
 
@@ -323,13 +348,52 @@ def prefill_by_reducer(folders: dict[str, Path], windows: SensorWindows) -> dict
     return {"by_reducer": out, "text_only": text}
 
 
-# --- 3. queue latency ------------------------------------------------------------------------
+# --- 3. many askers: continuous batching against one at a time ----------------------------
 
 
-def queue_latency(engine: AnswerEngine, windows: SensorWindows, askers: int, each: int) -> dict:
-    """``askers`` threads each asking ``each`` questions in turn about the newest snapshot."""
-    newest = windows.newest_ns()
-    snapshot = windows.snapshot(newest, engine.spans_ns(Query(QUESTIONS[0])))
+def qwen05_folder(folder: Path) -> Path:
+    """Composed model: a random Llama of Qwen2-0.5B's shape + a concat4 image adapter (64)."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    words, special = tiny_vocabulary()
+    base = word_level_tokenizer(words, special)
+    filler = [f"w{i}" for i in range(QWEN05["vocab_size"] - len(base))]
+    tokenizer = word_level_tokenizer([*words, *filler], special)
+    config = LlamaConfig(
+        **{**QWEN05, "vocab_size": len(tokenizer)},
+        max_position_embeddings=4096,
+        tie_word_embeddings=True,
+        rms_norm_eps=1e-6,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        model = LlamaForCausalLM(config).eval()
+    spec = image_spec(ReducerKind.CONCAT4, IMAGE_PX, llm_width=QWEN05["hidden_size"])
+    return save_composed(
+        folder,
+        name="bench-qwen2-0.5b-shape",
+        model=model,
+        tokenizer=tokenizer,
+        adapters={"image": (build_adapter(spec, seed=1), spec)},
+        random_init=True,
+    )
+
+
+def askers_run(  # noqa: PLR0917 - the run's shape, all needed
+    engine: AnswerEngine,
+    snapshot: Any,
+    askers: int,
+    each: int,
+    workers: int,
+    max_new_tokens: int = 0,
+) -> dict[str, Any]:
+    """``askers`` threads each asking ``each`` questions in turn; ``workers`` decode together.
+
+    ``max_new_tokens`` (0 = the engine's) goes with every question, as an Ask goal's does.
+    """
 
     def run(query: Query, stop: Any) -> AnswerValue:
         return engine.answer(query, snapshot, should_stop=stop)
@@ -337,41 +401,142 @@ def queue_latency(engine: AnswerEngine, windows: SensorWindows, askers: int, eac
     def fail(query: Query, reason: str, message: str) -> AnswerValue:
         return AnswerValue(query.question, query.task, error=f"{reason}: {message}")
 
-    scheduler: QueryScheduler[Query, AnswerValue] = QueryScheduler(run, fail, max_queue=64)
-    waits: list[float] = []
-    totals: list[float] = []
-    errors: list[str] = []
+    scheduler: QueryScheduler[Query, AnswerValue] = QueryScheduler(
+        run, fail, max_queue=64, name="bench", workers=workers
+    )
+    latencies: list[float] = []
+    answers: dict[tuple[int, int], AnswerValue] = {}
     lock = threading.Lock()
-    barrier = threading.Barrier(askers)
+    barrier = threading.Barrier(askers + 1)
 
     def asker(k: int) -> None:
         barrier.wait()
         for j in range(each):
-            query = Query(QUESTIONS[(k + j) % len(QUESTIONS)], timeout_s=120.0)
-            ticket = scheduler.submit(query, query.timeout_s)
-            answer = ticket.wait(120.0)
-            done = time.monotonic()
+            query = Query(
+                QUESTIONS[(k + j) % len(QUESTIONS)], timeout_s=600.0, max_new_tokens=max_new_tokens
+            )
+            t0 = time.perf_counter()
+            answer = scheduler.submit(query, query.timeout_s).wait(600.0)
             with lock:
-                if answer is None or answer.error or ticket.started is None:
-                    errors.append("no answer" if answer is None else answer.error)
-                    continue
-                waits.append(ticket.started - ticket.submitted)
-                totals.append(done - ticket.submitted)
+                latencies.append(time.perf_counter() - t0)
+                answers[k, j] = answer or AnswerValue(query.question, "", error="no answer")
 
     threads = [threading.Thread(target=asker, args=(k,)) for k in range(askers)]
     for t in threads:
         t.start()
+    before = engine.decode_stats()
+    barrier.wait()
+    t_all, cpu_all = time.perf_counter(), time.process_time()
     for t in threads:
         t.join()
+    wall = time.perf_counter() - t_all
+    cpu = time.process_time() - cpu_all  # every thread of this process: robust to others' load
+    after = engine.decode_stats()
     scheduler.close()
+    steps = after.steps - before.steps
+    tokens = sum(a.generated_tokens for a in answers.values())
     return {
         "askers": askers,
-        "questions": len(totals),
-        "errors": errors,
-        "queue_p50_s": pct(waits, 50),
-        "queue_p99_s": pct(waits, 99),
-        "total_p50_s": pct(totals, 50),
-        "total_p99_s": pct(totals, 99),
+        "workers": workers,
+        "questions": len(answers),
+        "errors": sorted({a.error for a in answers.values() if a.error}),
+        "wall_s": wall,
+        "cpu_s": cpu,
+        "answers_per_s": len(answers) / wall,
+        "answers_per_cpu_s": len(answers) / cpu,
+        "tokens_per_s": tokens / wall,
+        "tokens": tokens,
+        "p50_s": pct(latencies, 50),
+        "p99_s": pct(latencies, 99),
+        "mean_batch": (after.row_steps - before.row_steps) / steps if steps else 0.0,
+        "texts": {f"{k}.{j}": a.raw_text for (k, j), a in sorted(answers.items())},
+    }
+
+
+def lone_decode(engine: AnswerEngine, snapshot: Any, tokens: int) -> dict[str, Any]:
+    """Seconds per decode step of a lone question: the model's own forward (as before continuous
+    batching) and the engine's row step, alternately, best of LONE_REPEATS, in wall time and in
+    this thread's CPU time (a run of ``tokens`` minus a run of 1); same tokens either way?"""
+    from mm_ros.core.prompt import split_task
+    from mm_ros.llm.assembly import assemble
+    from mm_ros.llm.rows import OneByOneStep
+    from mm_ros.llm.service import block_source
+
+    backend = engine.backend
+    forward = Generator(backend, step=lambda g: OneByOneStep(g._forward, "the model's forward"))
+    rows = Generator(backend, step=lambda g: engine.generator.step)  # its packed weights
+    blocks = {}
+    for modality in engine.modalities():
+        found = block_source(modality, backend.sessions[modality], snapshot)
+        if found is not None:
+            blocks[modality] = found[1]().tokens
+    task, text = split_task(QUESTIONS[0], "")
+    prompt = assemble(backend, task, text, blocks)
+    long, short = GenerationConfig(max_new_tokens=tokens), GenerationConfig(max_new_tokens=1)
+    wall: dict[str, list[float]] = {"forward": [], "row step": []}
+    cpu: dict[str, list[float]] = {"forward": [], "row step": []}
+    outputs = {}
+    for _ in range(LONE_REPEATS + 1):  # the first round warms up
+        for name, generator in (("forward", forward), ("row step", rows)):
+            generator.eos_ids = frozenset()  # the same number of steps for both
+            c0 = time.thread_time()
+            out = generator.generate(prompt, long)
+            c1 = time.thread_time()
+            generator.generate(prompt, short)
+            c2 = time.thread_time()
+            outputs[name] = out.token_ids
+            steps = max(len(out.token_ids) - 1, 1)
+            wall[name].append((out.generate_s - out.prefill_s) / steps)
+            cpu[name].append(((c1 - c0) - (c2 - c1)) / steps)
+    return {
+        "forward_step_s": min(wall["forward"][1:]),
+        "row_step_s": min(wall["row step"][1:]),
+        "forward_step_cpu_s": min(cpu["forward"][1:]),
+        "row_step_cpu_s": min(cpu["row step"][1:]),
+        "same_tokens": outputs["forward"] == outputs["row step"],
+    }
+
+
+def batching(label: str, folder: Path, windows: SensorWindows) -> dict[str, Any]:
+    """One at a time against batched at each asker count, alternately, on one engine."""
+    each, new_tokens = BATCH_RUNS[label]
+    engine = engine_for(folder, new_tokens, max_batch=max(ASKERS))
+    t0 = time.perf_counter()
+    step = engine.prepare()
+    prepare_s = time.perf_counter() - t0
+    newest = windows.newest_ns()
+    snapshot = windows.snapshot(newest, engine.spans_ns(Query(QUESTIONS[0])))
+    warm = engine.answer(Query(QUESTIONS[0]), snapshot)  # blocks and the KV prefix are cached
+    assert not warm.error, warm.error
+    runs: dict[str, dict[str, Any]] = {}
+    for askers in ASKERS:
+        runs[f"one at a time, {askers}"] = askers_run(engine, snapshot, askers, each, 1)
+        runs[f"batched, {askers}"] = askers_run(engine, snapshot, askers, each, MAX_BATCH)
+    runs[f"batched max_batch 16, {ASKERS[-1]}"] = askers_run(
+        engine, snapshot, ASKERS[-1], each, ASKERS[-1]
+    )
+    if label in LONG_RUN:  # the service's default answer length, one question per asker
+        way = f"({DEFAULT_NEW_TOKENS} new tokens, 1 question each)"
+        for name, workers in (("one at a time", 1), ("batched", MAX_BATCH)):
+            runs[f"{name} {way}, {LONG_RUN[label]}"] = askers_run(
+                engine, snapshot, LONG_RUN[label], 1, workers, DEFAULT_NEW_TOKENS
+            )
+    lone = lone_decode(engine, snapshot, LONE_TOKENS)
+    engine.close()
+    same = all(
+        runs[f"one at a time, {n}"]["texts"] == runs[f"batched, {n}"]["texts"] for n in ASKERS
+    )
+    return {
+        "model": label,
+        "model_id": warm.model_id,
+        "questions_per_asker": each,
+        "max_new_tokens": new_tokens,
+        "prompt_tokens": warm.prompt_tokens,
+        "decode_step": step,
+        "prepare_s": prepare_s,
+        "answers_identical": same,
+        "lone_decode": lone,
+        "runs": runs,
     }
 
 
@@ -484,6 +649,68 @@ def budget(what: str, value: float, limit: float) -> dict[str, Any]:
     return {"what": what, "value": round(value, 4), "limit": limit, "met": value <= limit}
 
 
+def budget_at_least(what: str, value: float, limit: float) -> dict[str, Any]:
+    return {"what": f"{what} (at least)", "value": round(value, 4), "limit": limit,
+            "met": value >= limit}  # fmt: skip
+
+
+def batching_rows(label: str, b: dict[str, Any]) -> list[list[object]]:
+    lone = b["lone_decode"]
+    rows: list[list[object]] = [[
+        f"3. {label}: a lone question's decode step, row step (now)", ms(lone["row_step_s"]),
+        f"the model's forward (before): {ms(lone['forward_step_s'])} ms; in CPU time "
+        f"{ms(lone['row_step_cpu_s'])} vs {ms(lone['forward_step_cpu_s'])} ms; same tokens: "
+        f"{'yes' if lone['same_tokens'] else 'no'}; {b['decode_step']}",
+    ]]  # fmt: skip
+    runs = b["runs"]
+    for name, r in runs.items():
+        way, askers = name.rsplit(", ", 1)
+        alone = runs[partner(name)]
+        ratio = r["answers_per_s"] / alone["answers_per_s"]
+        cpu_ratio = r["answers_per_cpu_s"] / alone["answers_per_cpu_s"]
+        note = (
+            f"p99 {ms(r['p99_s'])} ms; {r['answers_per_s']:.2f} answers/s (x{ratio:.2f}); "
+            f"{r['tokens_per_s']:.1f} tokens/s; {r['answers_per_cpu_s']:.2f} answers per CPU-s "
+            f"(x{cpu_ratio:.2f}); mean batch {r['mean_batch']:.2f}"
+        )
+        if r["errors"]:
+            note += f"; errors: {r['errors']}"
+        rows.append([f"3. {label}, {askers} asker(s), {way}: p50", ms(r["p50_s"]), note])
+    rows.append([f"3. {label}: batched answers equal the one-at-a-time ones", "",
+                 "yes" if b["answers_identical"] else "NO"])  # fmt: skip
+    return rows
+
+
+def partner(name: str) -> str:
+    """The one-at-a-time run a batched run is compared with (same askers and answer length)."""
+    return name.replace("batched max_batch 16", "one at a time").replace("batched", "one at a time")
+
+
+def batching_budgets(batched: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    big = batched["0.5B shape"]["runs"]
+    long = f"({DEFAULT_NEW_TOKENS} new tokens, 1 question each), 8"
+    out = [
+        budget_at_least(
+            f"0.5B shape, 8 askers, {BATCH_RUNS['0.5B shape'][1]} new tokens: answers/s "
+            "batched / one at a time",
+            big["batched, 8"]["answers_per_s"] / big["one at a time, 8"]["answers_per_s"], 4.0,
+        ),
+        budget_at_least(
+            f"0.5B shape, 8 askers, {DEFAULT_NEW_TOKENS} new tokens (the service default): "
+            "answers/s batched / one at a time",
+            big[f"batched {long}"]["answers_per_s"] / big[f"one at a time {long}"]["answers_per_s"],
+            4.0,
+        ),
+    ]  # fmt: skip
+    for label, b in batched.items():
+        runs = b["runs"]
+        out.append(budget(
+            f"{label}: p99 at 8 askers batched / p50 of a single asker",
+            runs["batched, 8"]["p99_s"] / runs["one at a time, 1"]["p50_s"], 2.5,
+        ))  # fmt: skip
+    return out
+
+
 def run() -> dict[str, object]:
     torch.manual_seed(0)
     torch.set_num_threads(1)  # see the summary: 2 threads stall when the shared cores are busy
@@ -505,10 +732,8 @@ def run() -> dict[str, object]:
         prefill_all = prefill_by_reducer(folders, windows)
         prefill, text_only = prefill_all["by_reducer"], prefill_all["text_only"]
 
-        service = engine_for(default_dir, 48)  # the node's default max_new_tokens
-        solo = queue_latency(service, windows, 1, SOLO_QUESTIONS)
-        ten = queue_latency(service, windows, 10, QUEUE_ROUNDS)
-        service.close()
+        batched = {"mm-tiny": batching("mm-tiny", default_dir, windows)}
+        batched["0.5B shape"] = batching("0.5B shape", qwen05_folder(scratch / "0.5b"), windows)
 
         e2e = end_to_end(default_dir, scratch)
     load_after = os.getloadavg()
@@ -538,13 +763,8 @@ def run() -> dict[str, object]:
         f"2. prefill, text only (no image block): {text_only['prompt_tokens']} prompt tokens",
         ms(text_only["prefill_s"]), "the part no reducer removes",
     ])  # fmt: skip
-    for q in (solo, ten):
-        rows += [
-            [f"3. queue wait, {q['askers']} asker(s), p50 / p99", ms(q["queue_p50_s"]),
-             f"p99 {ms(q['queue_p99_s'])} ms"],
-            [f"3. question -> answer, {q['askers']} asker(s), p50 / p99", ms(q["total_p50_s"]),
-             f"p99 {ms(q['total_p99_s'])} ms"],
-        ]  # fmt: skip
+    for label, b in batched.items():
+        rows += batching_rows(label, b)
     rows += [
         ["4. end to end over the bus (sim_world streaming), p50", ms(e2e["p50_s"]),
          f"{e2e['generated_tokens_median']:g} tokens generated (median)"],
@@ -566,6 +786,7 @@ def run() -> dict[str, object]:
                 budget(f"prefill {name} / {p['baseline']} ({p['image_tokens']} vs "
                        f"{base['image_tokens']} image tokens)", p["prefill_ratio"], 0.35)
             )  # fmt: skip
+    budgets += batching_budgets(batched)
     budgets += [
         budget("end to end p50 s (default model, sensors streaming)", e2e["p50_s"], 0.15),
         budget("end to end p99 s (default model, sensors streaming)", e2e["p99_s"], 0.4),
@@ -580,7 +801,10 @@ def run() -> dict[str, object]:
         f"shrinks x{concat4['image_part_ratio']:.2f}."
     )
     return {
-        "title": "Model service: TTFT with caches, prefill vs image tokens, queue, end to end",
+        "title": (
+            "Model service: TTFT with caches, prefill vs image tokens, many askers batched, "
+            "end to end"
+        ),
         "summary": (
             "All in ms. (1) Time to first token through AnswerEngine for the first and a second "
             "question about the same snapshot (medians over "
@@ -596,9 +820,23 @@ def run() -> dict[str, object]:
             f"({LARGE_IMAGE_PX} px, 576 tokens as LLaVA-1.5) shows how the ratio moves with the "
             "image's share of the prompt; 'prefill above text-only' subtracts the prefill of the "
             "same prompt without the image block, the part a reducer cannot remove (system "
-            "text, question, per-forward cost). (3) QueryScheduler + AnswerEngine on the default "
-            "model, no bus, one snapshot: 1 asker, then 10 askers each asking "
-            f"{QUEUE_ROUNDS} questions in turn; up to 48 new tokens each. (4) Ask goals one "
+            "text, question, per-forward cost). (3) QueryScheduler + AnswerEngine, no bus, one "
+            "snapshot (its blocks and KV prefix cached), on mm-tiny and on a random Llama of "
+            "Qwen2-0.5B's shape (hidden 896, 24 layers, 14/2 heads, FFN 4864, 151 936-token "
+            "tied vocabulary; 494 M parameters) with a concat4 image adapter: 1, 4, 8 and 16 "
+            "askers each asking questions in turn (mm-tiny "
+            f"{BATCH_RUNS['mm-tiny'][0]} each, up to {BATCH_RUNS['mm-tiny'][1]} new tokens; "
+            f"0.5B {BATCH_RUNS['0.5B shape'][0]} each, {BATCH_RUNS['0.5B shape'][1]} new tokens, "
+            "no EOS from random weights), one at a time (one scheduler worker, as before "
+            f"batching) and batched (max_batch {MAX_BATCH}, the service default, and 16 at 16 "
+            "askers) alternately; the ratio x compares answers/s with one at a time at the same "
+            "asker count, and answers per CPU-second of this process (all its threads) the same "
+            "way: the CPU figure does not move with the load other users put on these shared "
+            "cores, the wall figures do; p50/p99 are question -> answer at the asker. The "
+            "lone-question row "
+            "compares one decode step of the model's own forward (how every step ran before "
+            "batching) with the row step, best of "
+            f"{LONE_REPEATS} alternate runs. (4) Ask goals one "
             "after another over the zenoh bus (router and model_service in this process, "
             "sim_world in its own, camera 30 Hz, audio, IMU 200 Hz), service defaults (48 new "
             "tokens) except torch adapters; wall time at the client, median stage breakdown "
@@ -615,8 +853,7 @@ def run() -> dict[str, object]:
             "ttft_default": ttft_default,
             "default_model": default_name,
             "prefill_by_reducer": prefill,
-            "queue_1_asker": solo,
-            "queue_10_askers": ten,
+            "batching": batched,
             "end_to_end": e2e,
             "loadavg_before": load_before,
             "loadavg_after": load_after,

@@ -6,6 +6,7 @@ import pytest
 
 from mm_ros.core.diagnostics import (
     GIB,
+    BatchFigures,
     DiagnosticLimits,
     GpuMemory,
     LastAnswer,
@@ -13,6 +14,7 @@ from mm_ros.core.diagnostics import (
     QueueFigures,
     WordFigures,
     adapter_health,
+    batch_health,
     counted_words,
     gpu_health,
     latency_health,
@@ -238,3 +240,55 @@ def test_figures_from_the_scheduler_and_an_answer() -> None:
         latency_s=(("prefill", 0.1), ("total", 0.2)), generated_tokens=4,
     )  # fmt: skip
     assert LastAnswer.from_answer(answer) == LastAnswer({"prefill": 0.1, "total": 0.2}, 4, "")
+
+
+BATCHED = "batched: rows padded to a multiple of 4, attention per row (checked on cpu, 2 threads)"
+
+
+@pytest.mark.parametrize(
+    ("now", "before", "level", "message"),
+    [
+        (BatchFigures(10.0, 0, 8, 0, 0, 0, 0.0, ""), None, Level.OK, "0/8 rows"),
+        (
+            BatchFigures(12.0, 5, 8, 120, 500, 520, 1.5, BATCHED),
+            BatchFigures(10.0, 2, 8, 20, 100, 100, 0.5, BATCHED),
+            Level.OK,
+            "5/8 rows, 210.0 tokens/s, mean batch 4.0",  # 420 tokens in 2 s, 400 rows / 100 steps
+        ),
+        (
+            BatchFigures(11.0, 1, 4, 10, 10, 10, 0.1, "one row at a time: layers GPT2Block"),
+            BatchFigures(10.0, 1, 4, 0, 0, 0, 0.0, "one row at a time: layers GPT2Block"),
+            Level.WARN,
+            "1/4 rows, 10.0 tokens/s, mean batch 1.0; decoding one row at a time: layers "
+            "GPT2Block: questions share no weight reads; to fix: a Llama/Qwen2 model with sdpa "
+            "or eager attention, or max_batch 1",
+        ),
+        (  # with max_batch 1 there is nothing to share
+            BatchFigures(10.0, 1, 1, 10, 10, 10, 0.1, "one row at a time: layers GPT2Block"),
+            None,
+            Level.OK,
+            "1/1 rows",
+        ),
+    ],
+)
+def test_batch(now: BatchFigures, before: BatchFigures | None, level: Level, message: str) -> None:
+    health = batch_health(now, before)
+    assert (health.level, health.message) == (level, message)
+    assert health.values["batch_size"] == str(now.rows)
+    assert health.values["decode"] == (now.step or "not built yet")
+    if before is not None:
+        assert "tokens_per_s" in health.values
+
+
+def test_batch_figures_from_decode_stats_and_in_the_entries() -> None:
+    from mm_ros.llm.batching import DecodeStats
+
+    stats = DecodeStats(3, 40, 100, 140, 5, 2.0, BATCHED)
+    figures = BatchFigures.from_stats(7.0, stats, 8)
+    assert figures == BatchFigures(7.0, 3, 8, 40, 100, 140, 2.0, BATCHED)
+    entries = model_service_entries(
+        "mm", model=None, adapters={}, queue=None, batch=figures, batch_before=None
+    )
+    assert [e.name for e in entries] == ["mm: batch", "mm: latency"]
+    with pytest.raises(ConfigError, match="rows <= max_batch"):
+        BatchFigures(0.0, 9, 8, 0, 0, 0, 0.0, "")

@@ -67,6 +67,8 @@ def test_zero_quaternion_is_not_provided() -> None:
         ({"orientation_xyzw": (0.0, 0.0, 0.0, -math.inf)}, InvalidValueError, "orientation"),
         ({"orientation_xyzw": (0.0, 0.0, 0.5, 0.5)}, InvalidValueError, "orientation"),
         ({"angular_velocity": (0.0, 0.0)}, SizeMismatchError, "angular_velocity"),
+        ({"linear_acceleration": (0.0, 0.0, 1e308)}, InvalidValueError, "linear_acceleration"),
+        ({"angular_velocity": (-2e3, 0.0, 0.0)}, InvalidValueError, "angular_velocity"),
         ({"linear_acceleration_covariance": (0.0,) * 6}, SizeMismatchError,
          "linear_acceleration_covariance"),
     ],

@@ -343,8 +343,9 @@ def test_demo_launch_answers_respawns_the_model_service_and_stops_cleanly(
         down = mm_ros_ask(endpoint, "what is on my left?", "--timeout", "1")
         assert down.returncode == 1, down.stdout
         assert "no action server /mm/ask" in down.stderr
-        launch.wait(lambda: len(launch.started["mm"]) == 2, "respawn", timeout_s=10)
-        assert time.monotonic() - killed < 5
+        launch.wait(lambda: len(launch.started["mm"]) == 2, "respawn", timeout_s=15)
+        # respawn_delay is 1 s (no back-off on a first death); the margin is for a loaded machine
+        assert time.monotonic() - killed < 10
         assert launch.count(ready) == 1  # the down-time question really met no server
         launch.wait(lambda: launch.count(ready) == 2, "respawned model service")
         again = mm_ros_ask(endpoint, "what is on my left?", "--max-new-tokens", "4")

@@ -147,3 +147,75 @@ def test_bad_settings_are_refused(gate: Gate) -> None:
     with pytest.raises(ConfigError, match="timeout must be > 0"):
         scheduler.submit("x", 0)
     scheduler.close()
+
+
+class Gates:
+    """A run function whose queries each block until released by name."""
+
+    def __init__(self) -> None:
+        self.release: dict[str, threading.Event] = {}
+        self.started: dict[str, threading.Event] = {}
+        self.lock = threading.Lock()
+
+    def _event(self, table: dict[str, threading.Event], query: str) -> threading.Event:
+        with self.lock:
+            return table.setdefault(query, threading.Event())
+
+    def run(self, query: str, stop: Callable[[], str | None]) -> str:
+        self._event(self.started, query).set()
+        while not self._event(self.release, query).wait(0.01):
+            reason = stop()
+            if reason:
+                return f"stopped:{reason}:{query}"
+        return f"answer:{query}"
+
+    def wait_started(self, query: str) -> bool:
+        return self._event(self.started, query).wait(WAIT_S)
+
+    def is_started(self, query: str) -> bool:
+        return self._event(self.started, query).is_set()
+
+    def finish(self, query: str) -> None:
+        self._event(self.release, query).set()
+
+
+def test_workers_run_that_many_queries_at_once_and_queue_the_rest() -> None:
+    gates = Gates()
+    scheduler: QueryScheduler[str, str] = QueryScheduler(gates.run, fail, max_queue=4, workers=3)
+    tickets = {q: scheduler.submit(q, WAIT_S) for q in ("a", "b", "c", "d")}
+    assert all(gates.wait_started(q) for q in ("a", "b", "c"))
+    stats = scheduler.stats()
+    assert (stats.running, stats.running_count, stats.waiting) == (True, 3, 1)
+    assert not gates.is_started("d")  # beyond the workers it waits, as one worker's queue did
+    gates.finish("b")
+    assert tickets["b"].wait(WAIT_S) == "answer:b"
+    assert gates.wait_started("d")  # the freed worker takes the next in line
+    for q in ("a", "c", "d"):
+        gates.finish(q)
+        assert tickets[q].wait(WAIT_S) == f"answer:{q}"
+    assert scheduler.stats().served == 4
+    scheduler.close()
+
+
+def test_close_ends_every_running_query_at_once() -> None:
+    gates = Gates()
+    scheduler: QueryScheduler[str, str] = QueryScheduler(gates.run, fail, max_queue=4, workers=2)
+    running = [scheduler.submit(q, WAIT_S) for q in ("a", "b")]
+    assert gates.wait_started("a")
+    assert gates.wait_started("b")
+    waiting = scheduler.submit("c", WAIT_S)
+    scheduler.close()
+    for ticket, query in zip(running, ("a", "b"), strict=True):
+        ended = ticket.wait(0)  # set by close itself, before the workers stop
+        assert ended is not None
+        assert ended.startswith(f"error:shutdown:{query}:the model service shut down while")
+        assert ticket.cancel_requested
+    assert scheduler.stats().running_count == 0
+    result = waiting.wait(0)
+    assert result is not None
+    assert result.startswith("error:shutdown:c")
+
+
+def test_workers_must_be_positive(gate: Gate) -> None:
+    with pytest.raises(ConfigError, match="workers must be >= 1, found 0"):
+        QueryScheduler(gate.run, fail, max_queue=1, workers=0)

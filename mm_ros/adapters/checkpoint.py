@@ -89,13 +89,29 @@ def refuse_pickles(folder: Path) -> None:
                 "it (pickles can run code). Convert: safetensors.torch.save_file(state_dict, path)"
             )
         return
+    _refuse_pickle_files(folder, WEIGHTS, "safetensors.torch.save_file(state_dict, ...)")
+    raise CheckpointError(f"{weights} not found")
+
+
+def _refuse_pickle_files(folder: Path, instead_of: str, convert: str) -> None:
     pickles = sorted(p.name for p in folder.iterdir() if p.suffix in PICKLE_SUFFIXES)
     if pickles:
         raise CheckpointError(
-            f"{folder} has pickled weights {pickles} and no {WEIGHTS}; refusing to load pickles "
-            "(they can run code). Convert them with safetensors.torch.save_file(state_dict, ...)"
+            f"{folder} has pickled weights {pickles} and no {instead_of}; refusing to load "
+            f"pickles (they can run code). Convert them once, where you trust them: {convert}"
         )
-    raise CheckpointError(f"{weights} not found")
+
+
+def refuse_pickled_hf(folder: Path) -> None:
+    """Raise if a Hugging Face model folder holds pickled weights and no safetensors.
+
+    ``from_pretrained`` is called with ``use_safetensors=True`` too; this says why, and how to
+    convert, before transformers' own error.
+    """
+    if folder.is_dir() and not any(folder.glob("*.safetensors")):
+        _refuse_pickle_files(
+            folder, "*.safetensors", "model.save_pretrained(folder, safe_serialization=True)"
+        )
 
 
 def load_adapter(folder: Path, device: str = "cpu") -> LoadedAdapter:

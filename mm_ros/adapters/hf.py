@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mm_ros.adapters.build import build_adapter, derived_token_count
+from mm_ros.adapters.checkpoint import refuse_pickled_hf
 from mm_ros.adapters.spec import AdapterSpec, EncoderFamily
 from mm_ros.core.errors import CheckpointError, ConfigError
 
@@ -30,9 +31,10 @@ def load_hf_encoder(family: EncoderFamily, folder: Path) -> nn.Module:
     }
     if family not in classes:
         raise ConfigError(f"family {family.value} is not a Hugging Face encoder ({list(classes)})")
+    refuse_pickled_hf(folder)
     try:
         model = classes[family].from_pretrained(
-            str(folder), local_files_only=True, attn_implementation="eager"
+            str(folder), local_files_only=True, attn_implementation="eager", use_safetensors=True
         )
     except (OSError, ValueError) as err:
         raise CheckpointError(f"cannot load a {family.value} model from {folder}: {err}") from err

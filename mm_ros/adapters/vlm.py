@@ -26,7 +26,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from mm_ros.adapters.checkpoint import save_adapter
+from mm_ros.adapters.checkpoint import refuse_pickled_hf, save_adapter
 from mm_ros.adapters.spec import (
     AdapterSpec,
     EncoderFamily,
@@ -235,9 +235,10 @@ def load_vlm(model_dir: Path, dtype: torch.dtype = torch.float32) -> Any:
     from transformers import AutoModelForImageTextToText
 
     vlm_family(model_dir)  # a clear error before transformers' own
+    refuse_pickled_hf(model_dir)
     try:
         model: Any = AutoModelForImageTextToText.from_pretrained(
-            str(model_dir), local_files_only=True, dtype=dtype
+            str(model_dir), local_files_only=True, dtype=dtype, use_safetensors=True
         )
     except (OSError, ValueError) as err:
         raise CheckpointError(f"cannot load a VLM from {model_dir}: {err}") from err

@@ -1,4 +1,4 @@
-"""``mm-ros bag record | play``: rosbag2 recording and replay over the zenoh bus.
+"""``mm-ros bag record | play``: rosbag2 recording (zenoh bus) and replay (either bus).
 
 Recording stores the CDR bytes exactly as received with the receive time (what rosbag2 does);
 replay publishes them again with the recorded spacing divided by ``rate``, optionally looping
@@ -7,6 +7,7 @@ and publishing ``/clock`` so nodes with ``use_sim_time`` follow the bag's time.
 
 from __future__ import annotations
 
+import logging
 import queue
 import threading
 import time
@@ -15,21 +16,31 @@ from typing import TYPE_CHECKING, Any
 
 from mm_ros.bus import naming
 from mm_ros.bus.naming import QoS
+from mm_ros.bus.protocol import BusError
 from mm_ros.core.errors import ConfigError
 from mm_ros.interfaces.bags import BagReader, BagWriter, QosProfile
 
 if TYPE_CHECKING:
     from collections.abc import Collection
 
+    from mm_ros.bus.protocol import Bus
     from mm_ros.bus.zenoh_bus import ZenohBus
 
+log = logging.getLogger("mm_ros.bags")
 CLOCK_HZ = 40.0  # /clock rate between messages: `ros2 bag play --clock` without a value
 CLOCK_TYPE = "rosgraph_msgs/msg/Clock"
 CLOCK_QOS = QoS(naming.Reliability.BEST_EFFORT, depth=1)  # rclcpp::ClockQoS: only the newest
 
 
-def _qos(profile: QosProfile) -> QoS:
-    return QoS(naming.Reliability(profile.reliability), naming.Durability(profile.durability),
+def _offered(profile: QosProfile) -> QoS:
+    """Return what the player offers for a recorded topic: reliable, transient-local.
+
+    A DDS reader that asks for more than the writer offers gets nothing (a latched
+    ``AudioInfo`` subscriber from a volatile player, a reliable one from a best-effort player),
+    and a bag may have recorded either; the most a writer can offer matches every reader, and
+    only readers that ask for history get it. History and depth stay as recorded.
+    """
+    return QoS(naming.Reliability.RELIABLE, naming.Durability.TRANSIENT_LOCAL,
                naming.History(profile.history), max(profile.depth, 1))  # fmt: skip
 
 
@@ -72,7 +83,7 @@ def record(bus: ZenohBus, out: Path, topics: dict[str, str], *, storage: str = "
     return counts
 
 
-def play(bus: ZenohBus, bag: BagReader, *, rate: float = 1.0, loop: bool = False,
+def play(bus: Bus, bag: BagReader, *, rate: float = 1.0, loop: bool = False,
          clock: bool = False, clock_hz: float = CLOCK_HZ, stop: threading.Event,
          topics: Collection[str] | None = None) -> int:  # fmt: skip
     """Publish a bag's messages with their recorded spacing / ``rate``; return how many.
@@ -90,9 +101,15 @@ def play(bus: ZenohBus, bag: BagReader, *, rate: float = 1.0, loop: bool = False
     for info in bag.topics.values():
         if topics is not None and info.name not in topics:
             continue
-        if info.schema and info.typename not in bus.store.names():
-            bus.store.add_schema(info.schema, info.typename)
-        publishers[info.name] = bus.create_publisher(info.name, info.typename, _qos(info.qos))
+        store = getattr(bus, "store", None)  # the zenoh bus learns types from the bag itself
+        if store is not None and info.schema and info.typename not in store.names():
+            store.add_schema(info.schema, info.typename)
+        try:
+            publishers[info.name] = bus.create_publisher(
+                info.name, info.typename, _offered(info.qos)
+            )
+        except BusError as err:  # rclpy: a type whose package is not built here
+            log.warning("not playing %s (%s): %s", info.name, info.typename, err)
     clock_pub = bus.create_publisher("/clock", CLOCK_TYPE, CLOCK_QOS) if clock else None
 
     def tick(stamp_ns: int) -> None:

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
     from mm_ros.bus.naming import QoS
+    from mm_ros.core.drops import DropLog
 
 DEFAULT_CONNECT = "tcp/127.0.0.1:7447"  # rmw_zenohd's default port, IPv4 (REFERENCE section 1)
 
@@ -63,6 +64,12 @@ class BusConfig:
     # API of zenoh 1.10 needs extra copies there), so we only switch the transport setting.
     shared_memory: bool = True
     connect_timeout_s: float = 5.0  # how long to look for the router before failing
+    # A Zenoh JSON5 configuration file the session starts from (TLS, mutual TLS, access
+    # control); its settings win over the fields above (zenoh_session.py). "" = none.
+    zenoh_config: str = ""
+    # Keep freed multi-MB buffers mapped (glibc mallopt, process-wide, see bus/memory.py): a
+    # fresh 6 MB buffer page-faults ~1 500 times, which cost 5-10 ms per 1080p frame here.
+    keep_large_buffers: bool = True
 
     def __post_init__(self) -> None:
         if self.mode not in ("peer", "client"):
@@ -74,8 +81,14 @@ class BusConfig:
 
     @classmethod
     def from_env(cls, **overrides: Any) -> BusConfig:
-        """Defaults from ``MM_ROS_CONNECT``, ``ROS_DOMAIN_ID``, ``ROS_DISTRO``; then overrides."""
+        """Read the environment, then apply ``overrides`` (None values are skipped).
+
+        Variables: ``MM_ROS_CONNECT``, ``ROS_DOMAIN_ID``, ``ROS_DISTRO`` and rmw_zenoh's
+        ``ZENOH_SESSION_CONFIG_URI``.
+        """
         values: dict[str, Any] = {}
+        if os.environ.get("ZENOH_SESSION_CONFIG_URI"):
+            values["zenoh_config"] = os.environ["ZENOH_SESSION_CONFIG_URI"]
         if os.environ.get("MM_ROS_CONNECT"):
             values["connect"] = tuple(os.environ["MM_ROS_CONNECT"].split(","))
         if os.environ.get("ROS_DOMAIN_ID"):
@@ -110,6 +123,9 @@ class Publisher(Protocol):
 
     def publish(self, message: Any) -> None:
         """Serialize and send one message."""
+
+    def publish_raw(self, data: bytes | bytearray) -> None:
+        """Send one message already in CDR (a bag's recorded bytes), as it is."""
 
 
 class Client(Protocol):
@@ -182,10 +198,14 @@ class Bus(Protocol):
 
     node_name: str
     namespace: str
+    drops: DropLog  # input this node dropped, per topic and cause (logged throttled)
 
     @property
     def fully_qualified_name(self) -> str:
         """Return ``/namespace/node_name``."""
+
+    def resolve(self, name: str) -> str:
+        """Fully qualified name of a topic or service after namespace and remaps."""
 
     def set_audio_layout(self, layout: str) -> None:
         """Use the ``ros-drivers`` or ``mgonzs13`` audio_common_msgs (before audio entities)."""
@@ -225,11 +245,26 @@ class Bus(Protocol):
     def now_ns(self) -> int:
         """Return the node's clock in ns: wall time, or ``/clock`` with ``use_sim_time``."""
 
-    def declare_parameter(self, name: str, default: Any, description: str = "") -> Any:
-        """Declare a parameter; return its value (an override if given, else ``default``)."""
+    def declare_parameter(
+        self,
+        name: str,
+        default: Any,
+        description: str = "",
+        on_set: Callable[[Any], None] | None = None,
+    ) -> Any:
+        """Declare a parameter; return its value (an override if given, else ``default``).
+
+        Without ``on_set`` the parameter is read-only once declared (``ros2 param set`` is
+        refused, saying how to change it). With it, a new value of the declared type is passed
+        to ``on_set`` first: it applies the value, or raises ``ConfigError`` to refuse it (the
+        reason reaches the caller) and the old value stays.
+        """
 
     def get_parameter(self, name: str) -> Any:
         """Return the value of a declared parameter."""
+
+    def set_parameter(self, name: str, value: Any) -> None:
+        """Set a parameter as ``ros2 param set`` does; raise ``ConfigError`` naming why not."""
 
     def count_publishers(self, topic: str) -> int:
         """Count the publishers of ``topic`` visible in the graph."""

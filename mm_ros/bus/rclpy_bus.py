@@ -15,8 +15,9 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any
 
-from mm_ros.bus import naming
+from mm_ros.bus import memory, naming
 from mm_ros.bus.naming import RELIABLE, QoS
+from mm_ros.bus.parameters import READ_ONLY, ParameterTable
 from mm_ros.bus.protocol import BusError, BusTimeoutError, BusUnavailableError, GoalStatus
 from mm_ros.bus.ros_args import (
     RosArgs,
@@ -26,6 +27,9 @@ from mm_ros.bus.ros_args import (
     ros_tokens,
 )
 from mm_ros.bus.signals import stop_on_signals
+from mm_ros.core.drops import DropLog
+from mm_ros.core.errors import ConfigError
+from mm_ros.core.stopping import StopFlag
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -46,7 +50,6 @@ _users = 0  # buses alive in this process; rclpy is initialised once for all of 
 _users_lock = threading.Lock()
 DRAIN_S = 1.5  # at close, how long goals still running get to return their result
 LINGER_S = 0.3  # after the last goal result, keep spinning so DDS delivers it
-READ_ONLY = "read at start: give it with -p NAME:=VALUE or a params file, then restart the node"
 
 
 def interface_class(typename: str) -> Any:
@@ -131,6 +134,10 @@ class RclpyPublisher:
     def publish(self, message: Any) -> None:
         """Publish one message."""
         self._pub.publish(build(self._cls, message))
+
+    def publish_raw(self, data: bytes | bytearray) -> None:
+        """Publish CDR bytes as they are (rclpy takes ``bytes`` as a serialized message)."""
+        self._pub.publish(bytes(data))
 
 
 class RclpyClient:
@@ -238,9 +245,16 @@ class RclpyBus:
     """One ROS 2 node on rclpy (see ``mm_ros.bus.protocol``)."""
 
     def __init__(
-        self, node_name: str, *, namespace: str = "/", args: RosArgs | list[str] | None = None
+        self,
+        node_name: str,
+        *,
+        namespace: str = "/",
+        args: RosArgs | list[str] | None = None,
+        keep_large_buffers: bool = True,
     ) -> None:
         global _users  # noqa: PLW0603 - one rclpy context per process, shared by all buses
+        if keep_large_buffers:  # rclpy's CDR of a 6 MB frame: 12.6 ms CPU with glibc's defaults,
+            memory.keep_large_buffers()  # 1.2 ms with freed buffers kept (bus/memory.py)
         try:
             import rclpy
             from rclpy.executors import SingleThreadedExecutor
@@ -270,13 +284,16 @@ class RclpyBus:
         self.node_name = self.node.get_name()
         self.namespace = self.node.get_namespace()
         self.log = self.node.get_logger()
-        self._params: dict[str, Any] = {"use_sim_time": sim}
+        self._params = ParameterTable(self.fully_qualified_name)
+        self._params.declare("use_sim_time", False, {"use_sim_time": sim})  # rclpy's own
+        self.node.add_on_set_parameters_callback(self._on_set_parameters)
+        self.drops = DropLog(self.log.warning)
         self._closed = threading.Event()
-        self._stop = threading.Event()  # spin returns: a signal, request_shutdown, close
+        self._stopping = StopFlag()  # spin returns once set (signal handlers set it)
         self._goals = threading.Condition()
         self._running_goals = 0
         self._last_goal_end = 0.0  # monotonic s
-        self.node.context.on_shutdown(self._stop.set)  # rclpy shut down by someone else
+        self.node.context.on_shutdown(self.request_shutdown)  # rclpy shut down by another
         self._stop_spinning = threading.Event()
         self._executor: Any = None
         self._spinner: threading.Thread | None = None
@@ -415,23 +432,56 @@ class RclpyBus:
         """Return the node clock in ns (``/clock`` when ``use_sim_time`` is true)."""
         return int(self.node.get_clock().now().nanoseconds)
 
-    def declare_parameter(self, name: str, default: Any, description: str = "") -> Any:
+    def declare_parameter(
+        self,
+        name: str,
+        default: Any,
+        description: str = "",
+        on_set: Callable[[Any], None] | None = None,
+    ) -> Any:
         """Declare a parameter with the same override rules as the zenoh bus."""
         if name == "use_sim_time":
-            return self._params[name]
+            return self._params.get(name)
         from rcl_interfaces.msg import ParameterDescriptor
 
         value = checked_parameter(name, default, self._overrides, self.fully_qualified_name)
         descriptor = ParameterDescriptor(
-            description=description, read_only=True, additional_constraints=READ_ONLY
+            description=description,
+            read_only=on_set is None,
+            additional_constraints="" if on_set else READ_ONLY,
         )
         self.node.declare_parameter(name, value, descriptor)
-        self._params[name] = value
-        return value
+        # into the table only now: rclpy runs its set hook for the declaration too, and the
+        # hook passes over names the table does not hold yet
+        return self._params.declare(name, default, self._overrides, on_set)
+
+    def _on_set_parameters(self, parameters: list[Any]) -> Any:
+        """Check and apply a ``ros2 param set`` (rclpy's set hook): the table, then the node."""
+        from rcl_interfaces.msg import SetParametersResult
+
+        for parameter in parameters:
+            # rclpy calls this for declarations too: those are already checked
+            if parameter.name not in self._params or parameter.name == "use_sim_time":
+                continue
+            try:
+                self._params.set(parameter.name, parameter.value)
+            except ConfigError as err:
+                return SetParametersResult(successful=False, reason=str(err))
+        return SetParametersResult(successful=True)
 
     def get_parameter(self, name: str) -> Any:
         """Return the value of a declared parameter."""
         return self.node.get_parameter(name).value
+
+    def set_parameter(self, name: str, value: Any) -> None:
+        """Set a parameter through rclpy, as ``ros2 param set`` does; refusals raise."""
+        from rclpy.parameter import Parameter
+
+        if name not in self._params:
+            raise ConfigError(f"parameter {name!r} is not declared on {self.fully_qualified_name}")
+        (result,) = self.node.set_parameters([Parameter(name, value=value)])
+        if not result.successful:
+            raise ConfigError(result.reason)
 
     def count_publishers(self, topic: str) -> int:
         """Count the publishers of ``topic`` visible in the graph."""
@@ -450,16 +500,16 @@ class RclpyBus:
     def spin(self, timeout_s: float | None = None) -> None:
         """Block until SIGINT/SIGTERM, ``request_shutdown``, ``close`` or the timeout."""
         with stop_on_signals(self.request_shutdown):
-            self._stop.wait(timeout_s)
+            self._stopping.wait(timeout_s)
 
     def request_shutdown(self) -> None:
-        """Make ``spin`` return; everything keeps working until ``close``."""
-        self._stop.set()
+        """Make ``spin`` return; everything keeps working until ``close`` (signal-safe)."""
+        self._stopping.set()
 
     @property
     def shutdown_requested(self) -> bool:
         """True once a shutdown signal arrived, ``request_shutdown`` or ``close`` ran."""
-        return self._stop.is_set()
+        return self._stopping.is_set()
 
     @property
     def closed(self) -> bool:
@@ -482,7 +532,7 @@ class RclpyBus:
         global _users  # noqa: PLW0603
         if self._closed.is_set():
             return
-        self._stop.set()
+        self._stopping.set()
         if self.node.context.ok():
             self._drain_goals()
         self._closed.set()

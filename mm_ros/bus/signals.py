@@ -5,6 +5,10 @@ runtimes send, in the same way: ``spin`` returns, the node answers what it still
 ``Ask`` goal in flight gets an error result), and only then the bus closes. Handlers are Python
 ones in the main thread, so the bus stays usable while the node winds down (rclpy's own handler
 would shut the context down at once and every later publish would fail).
+
+A handler only sets a flag (``mm_ros.core.stopping``): it runs between two bytecodes of whatever
+the main thread was doing, so taking a lock there (``Event.set``, a log line) can wait for ever
+on a lock the interrupted code holds.
 """
 
 from __future__ import annotations
@@ -39,5 +43,5 @@ def stop_on_signals(stop: Callable[[], None]) -> Iterator[None]:
     try:
         yield
     finally:
-        for sig, previous in replaced.items():
-            signal.signal(sig, signal.SIG_DFL if previous is None else previous)
+        for signum, previous in replaced.items():
+            signal.signal(signum, signal.SIG_DFL if previous is None else previous)

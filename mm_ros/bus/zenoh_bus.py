@@ -15,7 +15,7 @@ import queue
 import threading
 import time
 from collections import Counter, deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from mm_ros.bus import naming
@@ -29,26 +29,52 @@ from mm_ros.bus.naming import (
     entity_token,
     node_token,
 )
+from mm_ros.bus.parameters import ParameterTable
 from mm_ros.bus.protocol import BusConfig, BusError, BusTimeoutError
 from mm_ros.bus.ros_args import (
     RosArgs,
-    checked_parameter,
     parameter_overrides,
     parse_ros_args,
 )
 from mm_ros.bus.signals import stop_on_signals
+from mm_ros.core.drops import DropLog
 from mm_ros.core.errors import ConfigError, InterfaceError
+from mm_ros.core.stopping import StopFlag
 from mm_ros.interfaces import get_store
 from mm_ros.interfaces.values import from_dict
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Iterator
 
     import zenoh
 
     from mm_ros.bus.zenoh_actions import ZenohActionClient, ZenohActionServer
 
 GRAPH_SETTLE_S = 2.0  # a fresh session's first graph queries may not reach every peer yet
+# A query's replies are awaited at most this long past its own timeout: after the router was
+# killed and restarted a few times, iterating a get's default channel was seen to block for
+# minutes (a graph query in wait_until_active never returned); the callback + deadline cannot.
+REPLY_GRACE_S = 1.0
+_END = object()  # the get finished: no more replies
+
+
+def bounded_replies(get: Callable[[Any], None], timeout_s: float) -> Iterator[Any]:
+    """Yield the replies of ``get(handler)``, ending at its last one or ``timeout_s`` + grace."""
+    import zenoh
+
+    replies: queue.SimpleQueue[Any] = queue.SimpleQueue()
+    get(zenoh.handlers.Callback(replies.put, lambda: replies.put(_END)))
+    deadline = time.monotonic() + timeout_s + REPLY_GRACE_S
+    while (left := deadline - time.monotonic()) > 0:
+        try:
+            reply = replies.get(timeout=left)
+        except queue.Empty:
+            return
+        if reply is _END:
+            return
+        yield reply
+
+
 LOG_LEVELS = {
     "debug": logging.DEBUG,
     "info": logging.INFO,
@@ -59,11 +85,16 @@ LOG_LEVELS = {
 
 
 class _Executor:
-    """Runs callbacks one at a time on one thread, in submission order (blocks nobody)."""
+    """Runs callbacks one at a time on one thread, in submission order (blocks nobody).
+
+    ``stop`` lets the callback in progress finish and drops those still queued, so nothing
+    runs against a node that is closing.
+    """
 
     def __init__(self, name: str, log: logging.Logger) -> None:
         self._queue: queue.SimpleQueue[Callable[[], None] | None] = queue.SimpleQueue()
         self._log = log
+        self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"executor{name}", daemon=True)
         self._thread.start()
 
@@ -72,12 +103,15 @@ class _Executor:
 
     def _run(self) -> None:
         while (fn := self._queue.get()) is not None:
+            if self._stopping.is_set():
+                continue  # queued before the stop: dropped
             try:
                 fn()
             except Exception:  # noqa: BLE001 - a failing callback must not stop the node
                 self._log.exception("callback raised")
 
     def stop(self) -> None:
+        self._stopping.set()
         self._queue.put(None)
         if threading.current_thread() is not self._thread:
             self._thread.join(timeout=5)
@@ -147,7 +181,12 @@ class ZenohPublisher:
             attachment = naming.pack_attachment(
                 next(self._sequence), time.time_ns(), self._endpoint.gid
             )
-            self._pub.put(data, attachment=attachment)
+            try:
+                self._pub.put(data, attachment=attachment)
+            except Exception as error:  # zenoh.ZError: undeclared by a close that raced us
+                if not self._bus.closed:
+                    raise
+                raise BusError(f"publisher on {self.topic}: the node was shut down") from error
 
     def close(self) -> None:
         with contextlib.suppress(Exception):
@@ -191,9 +230,7 @@ class ZenohSubscription:
 
     def _reject(self, reason: str, key: str, detail: str) -> None:
         self.stats.rejected[reason] += 1
-        self._bus.log.warning(
-            "dropped sample on %s (%s): %s: %s", key, self.typename, reason, detail
-        )
+        self._bus.drops.drop(self.topic, reason, f"{detail} (key {key})")
 
     def _on_sample(self, sample: zenoh.Sample) -> None:
         key = str(sample.key_expr)
@@ -268,7 +305,7 @@ class ZenohService:
             request = self._bus.store.deserialize(payload, f"{self._endpoint.typename}_Request")
         except (naming.BusNameError, InterfaceError) as err:
             self.rejected[type(err).__name__] += 1
-            self._bus.log.warning("bad request on %s: %s", self._endpoint.name, err)
+            self._bus.drops.drop(self._endpoint.name, f"request {type(err).__name__}", str(err))
             return
         self._bus.executor.submit(lambda: self._answer(query, request, attachment))
 
@@ -311,13 +348,18 @@ class ZenohClient:
         attachment = naming.pack_attachment(
             next(self._sequence), time.time_ns(), self._endpoint.gid
         )
-        replies = self._bus.session.get(
-            self._endpoint.key,
-            target=zenoh.QueryTarget.ALL_COMPLETE,
-            consolidation=zenoh.ConsolidationMode.NONE,
-            payload=data,
-            attachment=attachment,
-            timeout=timeout_s,
+        started = time.monotonic()
+        replies = bounded_replies(
+            lambda handler: self._bus.session.get(
+                self._endpoint.key,
+                handler,
+                target=zenoh.QueryTarget.ALL_COMPLETE,
+                consolidation=zenoh.ConsolidationMode.NONE,
+                payload=data,
+                attachment=attachment,
+                timeout=timeout_s,
+            ),
+            timeout_s,
         )
         for reply in replies:
             if reply.ok is not None:
@@ -328,10 +370,18 @@ class ZenohClient:
                 self._endpoint.name,
                 reply.err.payload.to_string() if reply.err else "?",
             )
-        msg = (
-            f"service {self._endpoint.name} ({typename}) gave no answer within {timeout_s:g} s"
-            " (is a server running? `mm-ros node list`)"
-        )
+        elapsed = time.monotonic() - started
+        if elapsed < timeout_s - REPLY_GRACE_S:  # the query ended early: nobody will answer
+            msg = (
+                f"service {self._endpoint.name} ({typename}) ended after {elapsed:.2f} s "
+                "without an answer: no server reachable, or it went away while answering "
+                "(`mm-ros node list`)"
+            )
+        else:
+            msg = (
+                f"service {self._endpoint.name} ({typename}) gave no answer within "
+                f"{timeout_s:g} s (is a server running? `mm-ros node list`)"
+            )
         raise BusTimeoutError(msg)
 
     def wait_for_service(self, timeout_s: float = 5.0) -> bool:
@@ -430,7 +480,7 @@ class ZenohBus:
         config: BusConfig | None = None,
         enclave: str = "/",
     ) -> None:
-        from mm_ros.bus.zenoh_session import open_session
+        from mm_ros.bus.zenoh_session import config_file_argument, open_session
 
         ros = args if isinstance(args, RosArgs) else parse_ros_args(list(args or []))
         self.ros_args = ros
@@ -438,16 +488,20 @@ class ZenohBus:
         self.namespace = naming.validate_namespace(ros.namespace or namespace)
         self.enclave = enclave
         self.config = config or BusConfig.from_env()
+        given = config_file_argument(ros.rest)  # `NODE --zenoh-config FILE --ros-args ...`
+        if given is not None:
+            self.config = replace(self.config, zenoh_config=given)
         self.log = logging.getLogger("mm_ros" + self.fully_qualified_name.replace("/", "."))
-        self.log.setLevel(LOG_LEVELS[ros.log_level])
         self.store = get_store(self.config.distro, self.config.audio_layout)
         self.session = open_session(self.config)
+        self.log.setLevel(LOG_LEVELS[ros.log_level])  # put back by close
+        self.drops = DropLog(self.log.warning)
         self._opened_at = time.monotonic()
         self.zid = str(self.session.zid())
         self._ids = itertools.count()
         self._node_id = next(self._ids)
         self._closed = threading.Event()
-        self._stop = threading.Event()  # set by request_shutdown (signals) and close
+        self._stopping = StopFlag()  # spin returns once set (signal handlers set it)
         self._entities: list[Any] = []
         self._tokens: list[Any] = []
         self.executor = _Executor(self.fully_qualified_name, self.log)
@@ -462,7 +516,7 @@ class ZenohBus:
             )
         )
         self._overrides = parameter_overrides(ros, self.fully_qualified_name)
-        self._params: dict[str, Any] = {}
+        self._params = ParameterTable(self.fully_qualified_name)
         self._sim_time_ns: int | None = None
         self._sim_timers: list[SimTimer] = []
         if self.declare_parameter("use_sim_time", False, "take time from /clock"):
@@ -617,25 +671,30 @@ class ZenohBus:
         """Wall time in ns, or the latest ``/clock`` when ``use_sim_time`` is true."""
         return self._sim_time_ns if self._sim_time_ns is not None else time.time_ns()
 
-    def declare_parameter(self, name: str, default: Any, description: str = "") -> Any:
+    def declare_parameter(
+        self,
+        name: str,
+        default: Any,
+        description: str = "",
+        on_set: Callable[[Any], None] | None = None,
+    ) -> Any:
         """Declare a parameter; an override of another type than the default is an error."""
-        value = checked_parameter(name, default, self._overrides, self.fully_qualified_name)
-        self._params[name] = value
+        value = self._params.declare(name, default, self._overrides, on_set)
         self.log.debug("parameter %s = %r %s", name, value, description)
         return value
 
     def get_parameter(self, name: str) -> Any:
         """Return the value of a declared parameter."""
-        if name not in self._params:
-            raise ConfigError(
-                f"parameter {name!r} was never declared on {self.fully_qualified_name}"
-            )
-        return self._params[name]
+        return self._params.get(name)
+
+    def set_parameter(self, name: str, value: Any) -> None:
+        """Set a parameter that may change while the node runs (``on_set`` applies it)."""
+        self._params.set(name, value)
 
     @property
     def undeclared_overrides(self) -> list[str]:
         """Overrides given on the command line that no declared parameter used."""
-        return sorted(set(self._overrides) - set(self._params))
+        return sorted(set(self._overrides) - set(self._params.names()))
 
     # -- graph -------------------------------------------------------------------------
 
@@ -682,8 +741,10 @@ class ZenohBus:
 
     def _graph_once(self, timeout_s: float) -> dict[str, naming.GraphEntity]:
         out: dict[str, naming.GraphEntity] = {}
-        for reply in self.session.liveliness().get(
-            f"@ros2_lv/{self.config.domain}/**", timeout=timeout_s
+        pattern = f"@ros2_lv/{self.config.domain}/**"
+        for reply in bounded_replies(
+            lambda handler: self.session.liveliness().get(pattern, handler, timeout=timeout_s),
+            timeout_s,
         ):
             if reply.ok is None:
                 continue
@@ -697,16 +758,16 @@ class ZenohBus:
     def spin(self, timeout_s: float | None = None) -> None:
         """Block until SIGINT/SIGTERM, ``request_shutdown``, ``close`` or the timeout."""
         with stop_on_signals(self.request_shutdown):
-            self._stop.wait(timeout_s)
+            self._stopping.wait(timeout_s)
 
     def request_shutdown(self) -> None:
-        """Make ``spin`` return; everything keeps working until ``close``."""
-        self._stop.set()
+        """Make ``spin`` return; everything keeps working until ``close`` (signal-safe)."""
+        self._stopping.set()
 
     @property
     def shutdown_requested(self) -> bool:
         """True once a shutdown signal arrived, ``request_shutdown`` or ``close`` ran."""
-        return self._stop.is_set()
+        return self._stopping.is_set()
 
     @property
     def closed(self) -> bool:
@@ -718,10 +779,11 @@ class ZenohBus:
         if getattr(self, "_finished", False):
             return
         self._finished = True
-        self._stop.set()
+        self._stopping.set()
         for entity in self._entities:  # action servers let goals in flight send their result
             if hasattr(entity, "drain"):
                 entity.drain()
+        self.executor.stop()  # the callback in progress ends; none starts after it
         self._closed.set()
         for entity in reversed(self._entities):
             with contextlib.suppress(Exception):
@@ -729,9 +791,9 @@ class ZenohBus:
         for token in self._tokens:
             with contextlib.suppress(Exception):
                 token.undeclare()
-        self.executor.stop()
         with contextlib.suppress(Exception):
             self.session.close()  # type: ignore[no-untyped-call]
+        self.log.setLevel(logging.NOTSET)  # --log-level was this node's: the logger outlives it
 
     def __enter__(self) -> ZenohBus:
         return self

@@ -273,6 +273,7 @@ def describe(value: AnswerValue) -> str:
     if others:
         lines.append("bearings:")
         lines.extend(f"  {b.label or 'object'}  {_where(b)}" for b in others)
+    lines.extend(f"warning: {warning}" for warning in value.warnings)
     if value.unknown_words:
         lines.append(f"words this model does not know: {', '.join(value.unknown_words)}")
     if value.task:

@@ -42,6 +42,12 @@ def _bus_options(parser: argparse.ArgumentParser) -> None:
         choices=["peer", "client"],
         help="Zenoh mode: peer (default) or client (e.g. from a headset)",
     )
+    parser.add_argument(
+        "--zenoh-config",
+        metavar="FILE",
+        help="Zenoh JSON5 config the session starts from: TLS, mutual TLS, access control "
+        "(default $ZENOH_SESSION_CONFIG_URI); its settings win over the flags above",
+    )
 
 
 def open_cli_bus(args: argparse.Namespace) -> ZenohBus:
@@ -54,6 +60,7 @@ def open_cli_bus(args: argparse.Namespace) -> ZenohBus:
         domain=args.domain,
         distro=args.distro,
         mode=args.mode,
+        zenoh_config=args.zenoh_config,
     )
     return ZenohBus(f"mm_ros_cli_{os.getpid()}", config=config)
 
@@ -69,6 +76,12 @@ def register(subparsers: Any) -> None:  # noqa: PLR0915 - one flat table of subc
     )
     router.add_argument(
         "--connect", action="append", metavar="ENDPOINT", help="other routers to mesh with"
+    )
+    router.add_argument(
+        "--zenoh-config",
+        metavar="FILE",
+        help="Zenoh JSON5 router config: TLS certificates, mutual TLS, access control "
+        "(default $ZENOH_ROUTER_CONFIG_URI); its settings win over --listen/--connect",
     )
     router.set_defaults(handler=_router)
 
@@ -251,19 +264,17 @@ def _topic_type(
 
 def _router(args: argparse.Namespace) -> int:
     from mm_ros.bus.protocol import DEFAULT_CONNECT
-    from mm_ros.bus.zenoh_session import Router
+    from mm_ros.bus.zenoh_session import ROUTER_CONFIG_ENV, Router
 
     env = os.environ.get("MM_ROS_CONNECT")
     listen = tuple(args.listen or (env.split(",") if env else [DEFAULT_CONNECT]))
-    router = Router(listen, tuple(args.connect or ())).start()
+    config_file = args.zenoh_config or os.environ.get(ROUTER_CONFIG_ENV, "")
+    router = Router(listen, tuple(args.connect or ()), config_file).start()
     print(
-        f"Zenoh router {router.zid} listening on {', '.join(listen)} (Ctrl-C to stop)", flush=True
+        f"Zenoh router {router.zid} listening on {', '.join(router.listen)} (Ctrl-C to stop)",
+        flush=True,
     )
-    import signal
-
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: router.stop())
-    router.wait()
+    _stop_on_signals().wait()
     router.stop()
     return EXIT_OK
 
@@ -432,9 +443,10 @@ def _action_send(args: argparse.Namespace) -> int:
 
 def _stop_on_signals() -> Any:
     import signal
-    import threading
 
-    stop = threading.Event()
+    from mm_ros.core.stopping import StopFlag
+
+    stop = StopFlag()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
     return stop
@@ -513,7 +525,7 @@ def _bag_info(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from mm_ros.cli.executables import EXECUTABLES, run
+    from mm_ros.cli.executables import EXECUTABLES, run_process
 
     if args.executable not in EXECUTABLES:
         print(
@@ -522,4 +534,4 @@ def _run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return EXIT_USAGE
-    return run(args.executable, list(args.arguments))
+    return run_process(args.executable, list(args.arguments))  # never returns: it exits

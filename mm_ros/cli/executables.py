@@ -6,6 +6,10 @@ Keep in step with ``MM_ROS_EXECUTABLES`` in CMakeLists.txt (a test compares the 
 from __future__ import annotations
 
 import importlib
+import logging
+import os
+import sys
+from typing import NoReturn
 
 EXECUTABLES: dict[str, str] = {
     "mm-ros": "mm_ros.cli.main:main",
@@ -28,3 +32,21 @@ def run(name: str, argv: list[str]) -> int:
     module, _, func = EXECUTABLES[name].partition(":")
     entry = getattr(importlib.import_module(module), func)
     return int(entry(argv))
+
+
+def run_process(name: str, argv: list[str]) -> NoReturn:
+    """Run ``name`` as the whole process (``ros2 run``, ``ros2 launch``, ``mm-ros run``); exit.
+
+    A node has closed its bus, model and files when ``run`` returns, so the process ends there:
+    output flushed, the interpreter's own teardown skipped. That teardown (garbage collection of
+    torch, DDS and Zenoh objects, a second or more on a busy machine) would otherwise stretch the
+    time from Ctrl-C to exit past ``ros2 launch``'s 5 s, after which it escalates to SIGTERM and
+    reports the node as died. The ``mm-ros`` command itself exits the usual way.
+    """
+    code = run(name, argv)
+    if name == "mm-ros":
+        sys.exit(code)
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        stream.flush()
+    os._exit(code)

@@ -14,6 +14,13 @@ if TYPE_CHECKING:
 
 Box = tuple[float, float, float, float]  # x1, y1, x2, y2 in source-image pixels
 
+# Where a question is, as the Ask action's feedback ``stage`` says it (action/Ask.action)
+QUEUED = "queued"  # accepted, waiting for a free row of the decode batch
+ENCODE = "encode"  # cutting the snapshot and encoding the modality blocks
+PREFILL = "prefill"  # its prompt is being prefilled (it joins the batch at this step)
+GENERATING = "generating"  # one feedback per new token, with the text so far
+STAGES = (QUEUED, ENCODE, PREFILL, GENERATING)
+
 
 @dataclass(frozen=True)
 class Detection:
@@ -66,6 +73,7 @@ class AnswerValue:
     model_id: str = ""
     error: str = ""  # empty on success
     rejected_boxes: tuple[str, ...] = field(default=())  # box markup the parser refused, and why
+    warnings: tuple[str, ...] = ()  # modalities with stale or no data (core.freshness)
     # question words the model's tokenizer does not know (never learnt; pieces or <unk>)
     unknown_words: tuple[str, ...] = field(default=())
 

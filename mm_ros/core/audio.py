@@ -171,6 +171,15 @@ def decode_audio_ros_drivers(
     stamp_ns: int = 0,
 ) -> AudioChunk:
     """Decode ``AudioDataStamped.audio.data`` with the stream's ``AudioInfo`` fields."""
+    fmt = check_audio_info(channels, sample_rate, sample_format, coding_format)
+    samples = decode_pcm(data, fmt, channels)
+    return AudioChunk(stamp_ns=stamp_ns, rate_hz=sample_rate, samples=samples)
+
+
+def check_audio_info(
+    channels: int, sample_rate: int, sample_format: str, coding_format: str = "wave"
+) -> SampleFormat:
+    """Check ``AudioInfo`` fields (ros-drivers layout); return the sample format."""
     _check_stream(channels, sample_rate)
     if coding_format.lower() not in ("wave", "wav", "pcm", "raw", ""):
         raise UnsupportedEncodingError(
@@ -179,8 +188,7 @@ def decode_audio_ros_drivers(
             expected="wave",
             found=coding_format,
         )
-    samples = decode_pcm(data, SampleFormat.parse(sample_format), channels)
-    return AudioChunk(stamp_ns=stamp_ns, rate_hz=sample_rate, samples=samples)
+    return SampleFormat.parse(sample_format)
 
 
 class PaFormat(enum.IntEnum):

@@ -12,6 +12,8 @@ Node-facing API (names as in nodes/model_service.py)::
         adapters={m: sel.diagnostics() for m, sel in backend.selections.items()},
         queue=QueueFigures.from_scheduler(scheduler.stats(), config.max_queue),
         queue_before=previous_queue_figures,                # None on the first period
+        batch=BatchFigures.from_stats(monotonic_s, engine.decode_stats(), config.max_batch),
+        batch_before=previous_batch_figures,                # None on the first period
         gpu=GpuMemory("cuda:0", allocated, reserved, total, free),  # torch.cuda; None on CPU
         last_answer=LastAnswer.from_answer(last_answer) if last_answer else None,
         words=WordFigures(questions, with_unknown, recent_unknown, last_unknown),
@@ -24,7 +26,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from mm_ros.core.errors import ConfigError
 from mm_ros.core.health import Health, Level
@@ -43,6 +45,7 @@ if TYPE_CHECKING:
 GIB = 1 << 30
 SKIPPED = "skipped."  # key prefix of a skipped runtime in Selection.diagnostics()
 BENIGN_REJECTIONS = frozenset({CANCELLED, SHUTDOWN})  # the asker's or operator's choice
+ONE_ROW = "one row at a time"  # how llm.rows describes its unbatched fallback step
 
 RUNTIME_FIXES = {  # what makes a skipped runtime usable
     "tensorrt": "build the engine on this machine with `mm-ros engines build` (TensorRT + GPU)",
@@ -119,6 +122,33 @@ class QueueFigures:
             msg = (
                 f"queue needs capacity >= 1 and waiting >= 0, found {self.capacity}, {self.waiting}"
             )
+            raise ConfigError(msg)
+
+
+@dataclass(frozen=True)
+class BatchFigures:
+    """The decode batch at one instant; counters are cumulative since start."""
+
+    at_s: float  # monotonic s when sampled (rates come from two samples)
+    rows: int  # questions in the batch now
+    max_batch: int
+    steps: int  # decode steps run
+    row_steps: int  # rows summed over steps
+    tokens: int  # new tokens chosen
+    busy_s: float  # seconds spent prefilling and stepping
+    step: str  # the decode formulation; "" before the first question
+
+    @classmethod
+    def from_stats(cls, at_s: float, stats: Any, max_batch: int) -> BatchFigures:
+        """Figures of an ``llm.batching.DecodeStats`` (fields of the same names)."""
+        return cls(
+            at_s, stats.rows, max_batch, stats.steps, stats.row_steps, stats.tokens,
+            stats.busy_s, stats.step,
+        )  # fmt: skip
+
+    def __post_init__(self) -> None:
+        if self.max_batch < 1 or not 0 <= self.rows <= self.max_batch:
+            msg = f"batch needs 0 <= rows <= max_batch >= 1, found {self.rows}, {self.max_batch}"
             raise ConfigError(msg)
 
 
@@ -243,6 +273,34 @@ def queue_health(
     return Health(Level.OK, f"{now.waiting} waiting", values)
 
 
+def batch_health(now: BatchFigures, before: BatchFigures | None) -> Health:
+    """Batch size and tokens/s over the last period; WARN when rows cannot share a step."""
+    values = {
+        "batch_size": str(now.rows),
+        "max_batch": str(now.max_batch),
+        "steps": str(now.steps),
+        "tokens": str(now.tokens),
+        "decode": now.step or "not built yet",
+    }
+    summary = f"{now.rows}/{now.max_batch} rows"
+    if before is not None and now.at_s > before.at_s:
+        period = now.at_s - before.at_s
+        steps = now.steps - before.steps
+        rate = (now.tokens - before.tokens) / period
+        mean = (now.row_steps - before.row_steps) / steps if steps else 0.0
+        values["tokens_per_s"] = f"{rate:.1f}"
+        values["mean_batch"] = f"{mean:.2f}"
+        values["busy_fraction"] = f"{min((now.busy_s - before.busy_s) / period, 1.0):.3f}"
+        summary += f", {rate:.1f} tokens/s, mean batch {mean:.1f}"
+    if now.max_batch > 1 and now.step.startswith(ONE_ROW):
+        message = (
+            f"{summary}; decoding {now.step}: questions share no weight reads; to fix: a "
+            "Llama/Qwen2 model with sdpa or eager attention, or max_batch 1"
+        )
+        return Health(Level.WARN, message, values)
+    return Health(Level.OK, summary, values)
+
+
 def gpu_health(gpu: GpuMemory, limits: DiagnosticLimits) -> Health:
     """WARN/ERROR when the GPU is nearly full (ours or, with ``free_bytes``, anyone's)."""
     ours = gpu.reserved_bytes / gpu.total_bytes
@@ -289,6 +347,22 @@ def latency_health(last: LastAnswer | None, limits: DiagnosticLimits) -> Health:
     return Health(Level.WARN, message, values)
 
 
+def drops_health(
+    now: Mapping[tuple[str, str], int], before: Mapping[tuple[str, str], int] | None
+) -> Health:
+    """Input dropped per topic and cause (``DropLog.counts``); WARN when the last period had any."""
+    values = {f"{topic}: {cause}": str(n) for (topic, cause), n in sorted(now.items())}
+    old = before or {}
+    new = {key: n - old.get(key, 0) for key, n in sorted(now.items()) if n > old.get(key, 0)}
+    if new:
+        parts = ", ".join(f"{topic} {cause} {n}" for (topic, cause), n in new.items())
+        message = (
+            f"dropped {sum(new.values())} input sample(s) in the last period ({parts}); "
+            "to fix: check the sender of those topics (type, encoding, sizes)"
+        )
+        return Health(Level.WARN, message, values)
+    total = sum(now.values())
+    return Health(Level.OK, f"no input dropped in the last period ({total} since start)", values)
 RECENT_WORDS = 20  # distinct unknown words kept for /diagnostics
 
 
@@ -334,6 +408,8 @@ def model_service_entries(
     adapters: Mapping[str, Mapping[str, str]],
     queue: QueueFigures | None,
     queue_before: QueueFigures | None = None,
+    batch: BatchFigures | None = None,
+    batch_before: BatchFigures | None = None,
     gpu: GpuMemory | None = None,
     last_answer: LastAnswer | None = None,
     words: WordFigures | None = None,
@@ -351,6 +427,8 @@ def model_service_entries(
     ]
     if queue is not None:
         out.append(Entry(f"{node}: queue", "", queue_health(queue, queue_before, limits)))
+    if batch is not None:
+        out.append(Entry(f"{node}: batch", model_id, batch_health(batch, batch_before)))
     if gpu is not None:
         out.append(Entry(f"{node}: gpu memory", gpu.device, gpu_health(gpu, limits)))
     out.append(Entry(f"{node}: latency", model_id, latency_health(last_answer, limits)))

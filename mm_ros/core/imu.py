@@ -17,6 +17,11 @@ NOT_PROVIDED = -1.0  # covariance[0] == -1: the sensor does not estimate this pa
 UNIT_QUATERNION_TOLERANCE = 1e-3
 
 
+# Beyond these no IMU measures anything (shock-rated MEMS parts reach about 400 g and 2000 deg/s);
+# such values are a broken driver, and would overflow the adapters' normalisation to inf.
+MAX_ABS = {"linear_acceleration": 1e4, "angular_velocity": 1e3}  # m/s^2, rad/s
+
+
 def _vector(name: str, values: Sequence[float], size: int) -> tuple[float, ...]:
     if len(values) != size:
         raise SizeMismatchError(
@@ -32,6 +37,14 @@ def _vector(name: str, values: Sequence[float], size: int) -> tuple[float, ...]:
             f"Imu {name} contains {bad[0]} (NaN/inf): {list(out)}",
             field=name,
             expected="finite values",
+            found=list(out),
+        )
+    limit = MAX_ABS.get(name)
+    if limit is not None and max(abs(v) for v in out) > limit:
+        raise InvalidValueError(
+            f"Imu {name} {list(out)} exceeds {limit:g} in magnitude: not a physical reading",
+            field=name,
+            expected=f"|value| <= {limit:g}",
             found=list(out),
         )
     return out

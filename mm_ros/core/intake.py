@@ -1,8 +1,9 @@
 """Decode-and-store for one input topic: bad messages are counted and reported, never raised.
 
 A subscription callback hands ``Intake.offer`` a function that decodes the message's fields; a
-`DecodeError` is counted by class, remembered for diagnostics and passed to ``on_reject`` (the
-node's logger), and the callback returns normally so the node keeps serving.
+`DecodeError` is counted by class, remembered for diagnostics and passed to ``on_reject`` as
+``(topic, error class, message)`` (the node's `DropLog`, which throttles the log lines), and the
+callback returns normally so the node keeps serving.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ class Intake(Generic[T]):
         self,
         topic: str,
         store: Callable[[T], object],
-        on_reject: Callable[[str], None] | None = None,
+        on_reject: Callable[[str, str, str], None] | None = None,
     ) -> None:
         self.topic = topic
         self._store = store
@@ -57,7 +58,7 @@ class Intake(Generic[T]):
                 self._rejected[name] = self._rejected.get(name, 0) + 1
                 self._last_error = text
             if self._on_reject is not None:
-                self._on_reject(text)
+                self._on_reject(self.topic, name, str(err))
             return None
         self._store(value)
         with self._lock:

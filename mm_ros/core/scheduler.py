@@ -1,10 +1,12 @@
-"""One model, many askers: a bounded FIFO of queries served by one worker thread.
+"""One model, many askers: a bounded FIFO of queries served by ``workers`` worker threads.
 
-Policy (STYLE.md section 7): ``submit`` never blocks. A query beyond ``max_queue`` waiting ones
-is refused at once with an error naming the queue length; the caller answers it with an error
-result. Every accepted query ends exactly once through its `Ticket`: with the worker's result,
-or with a failure result for cancel, deadline, shutdown or an exception. Nothing is dropped
-silently, and a cancel or deadline is checked while the query waits and while it runs.
+Policy (STYLE.md section 7): ``submit`` never blocks. At most ``workers`` queries run at once
+(the model service sets it to ``max_batch``: each running query is one row of the decode batch);
+the others wait in FIFO order. A query beyond ``max_queue`` waiting ones is refused at once with
+an error naming the queue length; the caller answers it with an error result. Every accepted
+query ends exactly once through its `Ticket`: with the worker's result, or with a failure result
+for cancel, deadline, shutdown or an exception. Nothing is dropped silently, and a cancel or
+deadline is checked while the query waits and while it runs.
 """
 
 from __future__ import annotations
@@ -107,17 +109,19 @@ class SchedulerStats:
     """Counters since start (for /diagnostics)."""
 
     waiting: int
-    running: bool
+    running: bool  # at least one query is running
     oldest_wait_s: float  # age of the oldest waiting query, 0 when none waits
     served: int  # ended with the worker's result
     failed: dict[str, int]  # ended with a failure, by reason (QUERY_FAILURES)
+    running_count: int = 0  # queries running now (at most ``workers``)
 
 
 class QueryScheduler(Generic[Q, R]):
-    """Bounded FIFO + one worker; ``run(query, stop_check) -> result`` does the work.
+    """Bounded FIFO + ``workers`` threads; ``run(query, stop_check) -> result`` does the work.
 
     ``fail(query, reason, message) -> result`` builds the failure result (an answer carrying an
-    error), so the caller gets the same result type either way.
+    error), so the caller gets the same result type either way. ``run`` is called from up to
+    ``workers`` threads at once.
     """
 
     def __init__(
@@ -126,21 +130,29 @@ class QueryScheduler(Generic[Q, R]):
         fail: Callable[[Q, str, str], R],
         max_queue: int,
         name: str = "queries",
+        workers: int = 1,
     ) -> None:
         if max_queue < 1:
             raise ConfigError(f"max_queue must be >= 1, found {max_queue}")
+        if workers < 1:
+            raise ConfigError(f"workers must be >= 1, found {workers}")
         self._run = run
         self._fail = fail
         self.max_queue = max_queue
+        self.workers = workers
         self._queue: collections.deque[Ticket[Q, R]] = collections.deque()
         self._cond = threading.Condition()
         self._numbers = itertools.count(1)
-        self._running: Ticket[Q, R] | None = None
+        self._running: list[Ticket[Q, R]] = []
         self._closed = False
         self._served = 0
         self._failed = dict.fromkeys(QUERY_FAILURES, 0)
-        self._worker = threading.Thread(target=self._loop, name=name, daemon=True)
-        self._worker.start()
+        self._threads = [
+            threading.Thread(target=self._loop, name=f"{name}-{i}", daemon=True)
+            for i in range(workers)
+        ]
+        for thread in self._threads:
+            thread.start()
 
     def submit(self, query: Q, timeout_s: float) -> Ticket[Q, R]:
         """Queue ``query``; raise QueryError(queue_full / shutdown) at once when refused."""
@@ -174,7 +186,7 @@ class QueryScheduler(Generic[Q, R]):
             if self._closed:
                 return None
             ticket = self._queue.popleft()
-            self._running = ticket
+            self._running.append(ticket)
             return ticket
 
     def _loop(self) -> None:
@@ -183,7 +195,7 @@ class QueryScheduler(Generic[Q, R]):
                 self._serve(ticket)
             finally:
                 with self._cond:
-                    self._running = None
+                    self._running.remove(ticket)
 
     def _serve(self, ticket: Ticket[Q, R]) -> None:
         reason = ticket.stop_reason()
@@ -208,26 +220,29 @@ class QueryScheduler(Generic[Q, R]):
             oldest = time.monotonic() - self._queue[0].submitted if self._queue else 0.0
             return SchedulerStats(
                 len(self._queue),
-                self._running is not None,
+                bool(self._running),
                 oldest,
                 self._served,
                 dict(self._failed),
+                len(self._running),
             )
 
     def close(self, timeout_s: float = 5.0) -> None:
-        """Refuse new queries; end every waiting one with a shutdown error; stop the worker."""
+        """Refuse new queries, end every waiting and running one with a shutdown error now."""
         with self._cond:
             self._closed = True
             waiting = list(self._queue)
             self._queue.clear()
-            running = self._running
+            running = list(self._running)
             self._cond.notify_all()
         for ticket in waiting:
             self._end(ticket, SHUTDOWN, "the model service shut down before this question ran")
-        if running is not None:  # its asker hears why now; the worker stops at the next token
-            self._end(running, SHUTDOWN, "the model service shut down while answering")
-            running.cancel()
-        self._worker.join(timeout_s)
+        for ticket in running:  # its asker hears why now; its worker stops at the next token
+            self._end(ticket, SHUTDOWN, "the model service shut down while answering")
+            ticket.cancel()
+        end = time.monotonic() + timeout_s
+        for thread in self._threads:
+            thread.join(max(end - time.monotonic(), 0.0))
 
 
 def _stopped(reason: str, timeout_s: float, waited_s: float, *, started: bool) -> str:

@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, TYPE_CHECKING
 
+from mm_ros.core.stopping import StopFlag
+
 if TYPE_CHECKING:
     from mm_ros.launching.context import ProcessSpec
 
@@ -55,7 +57,7 @@ class Supervisor:
         self._env = env or dict(os.environ)
         self._log_dir = log_dir or Path(os.environ.get("MM_ROS_LOG_DIR", "log/launch"))
         self._out = out
-        self._stop = threading.Event()
+        self._stop = StopFlag()  # set by signal handlers too: no lock
         self._lock = threading.Lock()
 
     def _say(self, text: str) -> None:

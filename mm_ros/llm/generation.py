@@ -1,29 +1,33 @@
 """Our own decode loop over ``inputs_embeds``: streaming, cancel/deadline, KV-prefix reuse.
 
 Not ``model.generate``: the service needs to stop between any two tokens (cancel, deadline),
-to stream text after each one, and to prefill only the question when the prefix (system text +
-modality blocks) is already in the :class:`~mm_ros.llm.prefix_cache.PrefixCache`. The loop is
-the textbook one: prefill the prompt with ``use_cache``, then feed one token at a time with
-``past_key_values`` and explicit positions.
+to stream text after each one, to prefill only the question when the prefix (system text +
+modality blocks) is already in the :class:`~mm_ros.llm.prefix_cache.PrefixCache`, and to let
+questions join and leave a running batch (:mod:`mm_ros.llm.batching`). The loop is the textbook
+one: prefill the prompt alone with ``use_cache``, then feed one token per question per step
+with its own cache and position, through a step that gives each question the same bits alone
+or in company (:mod:`mm_ros.llm.rows`).
 """
 
 from __future__ import annotations
 
 import inspect
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import torch
 
 from mm_ros.core.errors import ConfigError
+from mm_ros.llm.rows import RowBlockStep, build_step
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Hashable
+    from collections.abc import Callable, Hashable, Sequence
 
     from mm_ros.llm.assembly import Assembled
     from mm_ros.llm.backends.base import LoadedBackend
     from mm_ros.llm.prefix_cache import PrefixCache
+    from mm_ros.llm.rows import DecodeStep
 
 STOP_REASONS = ("eos", "stop_string", "max_new_tokens", "cancelled", "deadline")
 INTERRUPTS = ("cancelled", "deadline")  # what ``should_stop`` may return
@@ -67,20 +71,115 @@ class Generated:
     stop_reason: str  # one of STOP_REASONS
     prompt_tokens: int
     prefill_s: float  # prompt forward pass(es); only the suffix on a prefix-cache hit
-    first_token_s: float  # call start → first new token chosen (0.0 if none)
-    generate_s: float  # call start → return
+    first_token_s: float  # question asked → first new token chosen (0.0 if none)
+    generate_s: float  # question asked → last token (a batch slot's wait included)
     prefix_cache_hit: bool
 
 
-class Generator:
-    """Generate text from an :class:`~mm_ros.llm.assembly.Assembled` prompt for one backend."""
+@dataclass(eq=False)
+class Decoding:
+    """One question being decoded: its cache, the tokens so far and, once over, why it stopped.
 
-    def __init__(self, backend: LoadedBackend, cache: PrefixCache | None = None) -> None:
+    :meth:`Generator.start` makes one (prefill + first token), :meth:`Generator.advance` moves
+    any number of them on by one token in one step; a lone question and one in a batch go
+    through the very same calls.
+    """
+
+    config: GenerationConfig
+    prompt_tokens: int
+    started: float  # perf_counter s when the caller asked (waiting for a batch slot counts)
+    rng: torch.Generator  # private sampling RNG, seeded from config.seed
+    on_text: Callable[[str, int], None] | None = None
+    should_stop: Callable[[], str | None] | None = None
+    cache: Any = None  # transformers Cache of the prompt and the tokens so far
+    position: int = 0  # position of the next token to feed
+    tokens: list[int] = field(default_factory=list)  # new tokens, EOS not included
+    text: str = ""
+    stop_reason: str = ""  # one of STOP_REASONS once over, "" while running
+    error: Exception | None = None  # a callback (or the model) failed: the caller gets it
+    prefill_s: float = 0.0
+    first_token_s: float = 0.0
+    prefix_cache_hit: bool = False
+    ended: float = 0.0  # perf_counter s when it stopped
+
+    @property
+    def over(self) -> bool:
+        """True once it stopped (or failed): it leaves the batch."""
+        return bool(self.stop_reason) or self.error is not None
+
+    def stop(self, reason: str) -> None:
+        """End it with ``reason`` (one of STOP_REASONS); the cache is released."""
+        self.stop_reason = reason
+        self.cache = None
+        self.ended = time.perf_counter()
+
+    def fail(self, error: Exception) -> None:
+        """End it with ``error``, which its caller receives."""
+        self.error = error
+        self.cache = None
+        self.ended = time.perf_counter()
+
+    def result(self) -> Generated:
+        """Return what the question produced (once over; raise its error if it failed)."""
+        if self.error is not None:
+            raise self.error
+        if not self.stop_reason:
+            raise ConfigError("Decoding.result: the question is still being decoded")
+        return Generated(
+            text=self.text,
+            token_ids=tuple(self.tokens),
+            stop_reason=self.stop_reason,
+            prompt_tokens=self.prompt_tokens,
+            prefill_s=self.prefill_s,
+            first_token_s=self.first_token_s,
+            generate_s=self.ended - self.started,
+            prefix_cache_hit=self.prefix_cache_hit,
+        )
+
+
+class Generator:
+    """Generate text from an :class:`~mm_ros.llm.assembly.Assembled` prompt for one backend.
+
+    ``max_rows`` is the most questions one decode step will hold (the service's ``max_batch``):
+    the row-exact step (:mod:`mm_ros.llm.rows`) is checked up to it.
+    """
+
+    def __init__(
+        self,
+        backend: LoadedBackend,
+        cache: PrefixCache | None = None,
+        max_rows: int = 1,
+        step: Callable[[Generator], DecodeStep] | None = None,
+    ) -> None:
+        if max_rows < 1:
+            raise ConfigError(f"max_rows must be >= 1, found {max_rows}")
         self.backend = backend
         self.cache = cache
+        self.max_rows = max_rows
         forward = inspect.signature(backend.model.forward).parameters
         self._keeps_logits = "logits_to_keep" in forward  # compute logits of the last row only
         self.eos_ids = _eos_ids(backend)
+        # step(generator) pins a formulation (benchmarks compare them); None: build_step's pick
+        self._step: DecodeStep | None = step(self) if step is not None else None
+
+    @property
+    def built_step(self) -> DecodeStep | None:
+        """The decode step if one was built (None before the first use or :meth:`prepare`)."""
+        return self._step
+
+    def prepare(self) -> DecodeStep:
+        """Build the decode step now (checking its rows takes a moment on a big model)."""
+        return self.step
+
+    @property
+    def step(self) -> DecodeStep:
+        """The decode step in use, built (and its rows checked) on first use."""
+        step = self._step
+        stale = isinstance(step, RowBlockStep) and step.threads != torch.get_num_threads()
+        if step is None or stale:  # CPU kernels split rows by thread: check again (a pinned
+            # row step too: its rows were checked for the old thread count)
+            step = self._step = build_step(self.backend.model, self._forward, self.max_rows)
+        return step
 
     def generate(
         self,
@@ -91,59 +190,114 @@ class Generator:
         on_text: Callable[[str, int], None] | None = None,
         should_stop: Callable[[], str | None] | None = None,
     ) -> Generated:
-        """Decode up to ``config.max_new_tokens`` tokens after the prompt.
+        """Decode up to ``config.max_new_tokens`` tokens after the prompt, as a batch of one.
 
         ``prefix_key`` (e.g. the snapshot id) opts into the prefix cache; ``on_text(text, n)``
         gets the text so far after each token; ``should_stop()`` is asked before each forward
         pass and ends generation with the reason it returns ("cancelled" or "deadline").
         """
-        start = time.perf_counter()
-        tokens: list[int] = []
-        text = ""
-        reason = "max_new_tokens"
-        prefill_s = first_token_s = 0.0
-        hit = False
-        generator = torch.Generator().manual_seed(config.seed)
-        with torch.inference_mode():
-            interrupt = _ask(should_stop)
-            if interrupt is None:
-                logits, past, hit = self._prefill(assembled, prefix_key)
-                prefill_s = time.perf_counter() - start
-                position = assembled.length
-                while True:
-                    token = _pick(logits, config, generator)
-                    if not tokens:
-                        first_token_s = time.perf_counter() - start
-                    if token in self.eos_ids:
-                        reason = "eos"
-                        break
-                    tokens.append(token)
-                    text, stopped = _cut(self._decode(tokens), config.stop_strings)
-                    if on_text is not None:
-                        on_text(text if stopped else _streamable(text, config), len(tokens))
-                    if stopped:
-                        reason = "stop_string"
-                        break
-                    if len(tokens) >= config.max_new_tokens:
-                        break
-                    interrupt = _ask(should_stop)
-                    if interrupt is not None:
-                        break
-                    step = self.backend.embed_text(torch.tensor([[token]]))
-                    logits, past = self._forward(step, past, position)
-                    position += 1
-            if interrupt is not None:
-                reason = interrupt
-        return Generated(
-            text=text,
-            token_ids=tuple(tokens),
-            stop_reason=reason,
-            prompt_tokens=assembled.length,
-            prefill_s=prefill_s,
-            first_token_s=first_token_s,
-            generate_s=time.perf_counter() - start,
-            prefix_cache_hit=hit,
+        decoding = self.start(
+            assembled, config, prefix_key=prefix_key, on_text=on_text, should_stop=should_stop
         )
+        while not decoding.over:
+            self.advance([decoding])
+        return decoding.result()
+
+    def start(
+        self,
+        assembled: Assembled,
+        config: GenerationConfig,
+        *,
+        prefix_key: Hashable | None = None,
+        on_text: Callable[[str, int], None] | None = None,
+        should_stop: Callable[[], str | None] | None = None,
+        on_prefill: Callable[[], None] | None = None,
+        started: float | None = None,
+    ) -> Decoding:
+        """Prefill the prompt (alone) and choose the first token, unless told to stop first.
+
+        ``on_prefill()`` is called just before the prefill; ``started`` (perf_counter s) is when
+        the question was asked, for the timings (default: now).
+        """
+        decoding = Decoding(
+            config,
+            assembled.length,
+            time.perf_counter() if started is None else started,
+            torch.Generator().manual_seed(config.seed),
+            on_text,
+            should_stop,
+        )
+        try:
+            interrupt = _ask(should_stop)
+            if interrupt is not None:
+                decoding.stop(interrupt)
+                return decoding
+            if on_prefill is not None:
+                on_prefill()
+            t0 = time.perf_counter()
+            with torch.inference_mode():
+                logits, decoding.cache, decoding.prefix_cache_hit = self._prefill(
+                    assembled, prefix_key
+                )
+            decoding.prefill_s = time.perf_counter() - t0
+            decoding.position = assembled.length
+            self._take(decoding, logits)
+        except Exception as err:  # noqa: BLE001 - its asker gets it; the batch goes on
+            decoding.fail(err)
+        return decoding
+
+    def advance(self, decodings: Sequence[Decoding]) -> int:
+        """Move every running decoding on by one token, in one step for all of them.
+
+        Each is asked ``should_stop()`` first; those told to stop leave before the step.
+        Returns the number of rows the step ran.
+        """
+        live = []
+        for decoding in decodings:
+            if decoding.over:
+                continue
+            try:
+                interrupt = _ask(decoding.should_stop)
+            except Exception as err:  # noqa: BLE001 - a broken hook ends its question only
+                decoding.fail(err)
+                continue
+            if interrupt is not None:
+                decoding.stop(interrupt)
+            else:
+                live.append(decoding)
+        if not live:
+            return 0
+        with torch.inference_mode():
+            ids = torch.tensor([[d.tokens[-1]] for d in live], dtype=torch.int64)
+            embeds = self.backend.embed_text(ids)  # (n, 1, D)
+            logits = self.step(embeds, [d.cache for d in live], [d.position for d in live])
+        for decoding, row in zip(live, logits, strict=True):  # row: (V,)
+            decoding.position += 1
+            try:
+                self._take(decoding, row)
+            except Exception as err:  # noqa: BLE001 - a broken hook ends its question only
+                decoding.fail(err)
+        return len(live)
+
+    def _take(self, decoding: Decoding, logits: torch.Tensor) -> None:
+        """Choose the next token from (V,) ``logits``; stream it or stop."""
+        config = decoding.config
+        token = _pick(logits, config, decoding.rng)
+        if not decoding.tokens:
+            decoding.first_token_s = time.perf_counter() - decoding.started
+        if token in self.eos_ids:
+            decoding.stop("eos")
+            return
+        decoding.tokens.append(token)
+        text, stopped = _cut(self._decode(decoding.tokens), config.stop_strings)
+        decoding.text = text
+        if decoding.on_text is not None:
+            shown = text if stopped else _streamable(text, config)
+            decoding.on_text(shown, len(decoding.tokens))
+        if stopped:
+            decoding.stop("stop_string")
+        elif len(decoding.tokens) >= config.max_new_tokens:
+            decoding.stop("max_new_tokens")
 
     def _prefill(
         self, assembled: Assembled, prefix_key: Hashable | None

@@ -20,14 +20,25 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from mm_ros.core.answers import AnswerValue, Detection, ImageRef, ObjectBearing
+from mm_ros.core.answers import (
+    ENCODE,
+    GENERATING,
+    PREFILL,
+    AnswerValue,
+    Detection,
+    ImageRef,
+    ObjectBearing,
+)
+from mm_ros.core.audio import resample
 from mm_ros.core.boxes import parse_boxes, streamed_text
 from mm_ros.core.errors import ConfigError, QueryError, TokenSpaceMismatchError
+from mm_ros.core.freshness import freshness_warnings
 from mm_ros.core.grounding import bearings, source_detections
 from mm_ros.core.intent import resolve_task
 from mm_ros.core.scheduler import FAILED, stop_message
 from mm_ros.core.sensors import Modality as SensorModality
 from mm_ros.llm.assembly import assemble
+from mm_ros.llm.batching import DecodeLoop
 from mm_ros.llm.generation import GenerationConfig, Generator
 from mm_ros.llm.prefix_cache import PrefixCache
 from mm_ros.llm.tokens import VocabularyCheck
@@ -42,6 +53,7 @@ if TYPE_CHECKING:
     from mm_ros.core.windows import Snapshot
     from mm_ros.engines.session import AdapterSession, Encoded
     from mm_ros.llm.backends.base import LoadedBackend
+    from mm_ros.llm.batching import DecodeStats
 
 NS = 1_000_000_000
 SENSOR_OF = {  # prompt modality → the sensor window it is cut from
@@ -73,14 +85,22 @@ class ServiceSettings:
     # |azimuth| within this many degrees of the optical axis is "centre" (a quarter of a 77 deg
     # field of view at the default 10 deg): wide enough that "in front of me" is stable.
     centre_half_width_deg: float = 10.0
+    # Data older than this (before the question's stamp, or now) is named in the answer's
+    # warnings: a stopped camera or adapter node must not pass for a live one.
+    stale_after_s: float = 1.0
     prefix_cache_entries: int = 4  # snapshots whose prefill is kept (a few askers at once)
     block_cache_entries: int = 16  # encoded modality blocks kept (per modality and stamp)
+    max_batch: int = 8  # questions decoded together at most (the node's max_batch parameter)
 
     def __post_init__(self) -> None:
+        if self.max_batch < 1:
+            raise ConfigError(f"max_batch must be >= 1, found {self.max_batch}")
         if not 0.0 <= self.centre_half_width_deg < 90.0:  # noqa: PLR2004 - degrees
             raise ConfigError(
                 f"centre_half_width_deg must be in [0, 90), found {self.centre_half_width_deg}"
             )
+        if not self.stale_after_s > 0:
+            raise ConfigError(f"stale_after_s must be > 0, found {self.stale_after_s}")
         if self.prefix_cache_entries < 0 or self.block_cache_entries < 0:
             raise ConfigError("cache sizes must be >= 0")
 
@@ -106,16 +126,24 @@ def _failure(query: Query, message: str, model_id: str) -> AnswerValue:
 
 
 class AnswerEngine:
-    """Encode → assemble → generate → parse → ground, for one loaded backend."""
+    """Encode → assemble → generate → parse → ground, for one loaded backend.
+
+    ``answer`` may be called from many threads at once: encoding runs one block at a time (a
+    question waits for a block another is encoding, then finds it cached), and generation goes
+    through one :class:`~mm_ros.llm.batching.DecodeLoop`, where the questions share each decode
+    step.
+    """
 
     def __init__(self, backend: LoadedBackend, settings: ServiceSettings | None = None) -> None:
         self.backend = backend
         self.settings = settings or ServiceSettings()
         entries = self.settings.prefix_cache_entries
         self._prefix_cache = PrefixCache(entries) if entries else None  # 0 = no prefix cache
-        self.generator = Generator(backend, self._prefix_cache)
+        self.generator = Generator(backend, self._prefix_cache, self.settings.max_batch)
+        self.decoder = DecodeLoop(self.generator, f"decode {backend.model_id}")
         self._blocks: collections.OrderedDict[tuple[Any, ...], Block] = collections.OrderedDict()
-        self._lock = threading.Lock()  # one generation at a time on the model
+        # one adapter run at a time (a TensorRT context serves one thread), and the block cache
+        self._lock = threading.Lock()
         self.vocabulary = VocabularyCheck(backend.tokenizer)
 
     @property
@@ -157,13 +185,12 @@ class AnswerEngine:
     # -- encoding ---------------------------------------------------------------------------
 
     def _cached(self, key: tuple[Any, ...], make: Callable[[], Block]) -> Block:
-        with self._lock:
+        with self._lock:  # held while encoding: a second asker waits, then hits
             hit = self._blocks.get(key)
             if hit is not None:
                 self._blocks.move_to_end(key)
                 return replace(hit, encode_s=0.0)
-        block = make()
-        with self._lock:
+            block = make()
             self._blocks[key] = block
             while len(self._blocks) > self.settings.block_cache_entries:
                 self._blocks.popitem(last=False)
@@ -199,15 +226,20 @@ class AnswerEngine:
         blocks: Mapping[str, Block] | None = None,
         on_partial: Callable[[str, int, str], None] | None = None,
         should_stop: Callable[[], str | None] | None = None,
+        now_ns: int | None = None,
     ) -> AnswerValue:
         """Answer ``query`` from ``snapshot`` (and/or ready ``blocks``); never raises for a query.
 
         ``on_partial(text, generated_tokens, stage)`` streams; ``should_stop()`` returning
-        ``cancelled`` / ``deadline`` ends generation early with an error answer.
+        ``cancelled`` / ``deadline`` ends generation early with an error answer. With
+        ``now_ns`` (the node's clock), modalities with data older than ``stale_after_s`` before
+        the question's stamp (or now), or with none, are named in the answer's ``warnings``.
         """
         started = time.perf_counter()
         try:
-            return self._answer(query, snapshot, camera, blocks, on_partial, should_stop, started)
+            return self._answer(
+                query, snapshot, camera, blocks, on_partial, should_stop, started, now_ns
+            )
         except (QueryError, ConfigError, TokenSpaceMismatchError) as err:
             return _failure(query, str(err), self.model_id)
 
@@ -220,13 +252,14 @@ class AnswerEngine:
         on_partial: Callable[[str, int, str], None] | None,
         should_stop: Callable[[], str | None] | None,
         started: float,
+        now_ns: int | None,
     ) -> AnswerValue:
         choice = resolve_task(query.question, query.task, self.backend.prompt.tasks)
         task, text = choice.task, choice.text
         if not text:
             raise ConfigError("empty question: expected some text after the task identifier")
         if on_partial is not None:
-            on_partial("", 0, "encode")
+            on_partial("", 0, ENCODE)
         blocks = dict(given or {})
         if snapshot is not None:
             for modality in self._wanted(query):
@@ -250,15 +283,21 @@ class AnswerEngine:
         def stream(raw: str, count: int) -> None:
             if on_partial is not None:
                 fmt, scale = self.backend.box_format, self.backend.box_scale
-                on_partial(streamed_text(raw, fmt, scale, size=size), count, "generate")
+                on_partial(streamed_text(raw, fmt, scale, size=size), count, GENERATING)
 
-        if on_partial is not None:
-            on_partial("", 0, "prefill")
+        def prefilling() -> None:
+            if on_partial is not None:
+                on_partial("", 0, PREFILL)
+
         t_gen = time.perf_counter()
-        with self._lock:
-            generated = self.generator.generate(
-                prompt, config, prefix_key=prefix_key, on_text=stream, should_stop=should_stop
-            )
+        generated = self.decoder.generate(
+            prompt,
+            config,
+            prefix_key=prefix_key,
+            on_text=stream,
+            should_stop=should_stop,
+            on_prefill=prefilling,
+        )
         latency += [
             ("prefill", generated.prefill_s),
             ("first_token", t_gen - started + generated.first_token_s),
@@ -288,6 +327,15 @@ class AnswerEngine:
                 generated.stop_reason, query.timeout_s, time.perf_counter() - started
             )
         latency.append(("total", time.perf_counter() - started))
+        warnings: tuple[str, ...] = ()
+        if now_ns is not None:
+            warnings = freshness_warnings(
+                query.modalities or self.modalities(),
+                {m: blocks[m].stamp_ns for m in order},
+                query.at_ns if query.at_ns is not None else now_ns,
+                self.settings.stale_after_s,
+                {m: b.source for m, b in blocks.items() if b.source.startswith("remote")},
+            )
         return AnswerValue(
             question=query.question,
             task=task.value,
@@ -306,6 +354,7 @@ class AnswerEngine:
             model_id=self.model_id,
             error=error,
             rejected_boxes=rejected,
+            warnings=warnings,
             unknown_words=self.vocabulary(text),
         )
 
@@ -315,8 +364,17 @@ class AnswerEngine:
             return 1
         return session.spec.image.size_px
 
+    def prepare(self) -> str:
+        """Build the decode step now, not on the first question; return its description."""
+        return self.generator.prepare().description
+
+    def decode_stats(self) -> DecodeStats:
+        """Batch size now and the decode counters (for /diagnostics)."""
+        return self.decoder.stats()
+
     def close(self) -> None:
-        """Release the backend's runtimes."""
+        """End questions still decoding (shutdown error), release the backend's runtimes."""
+        self.decoder.close()
         self.backend.close()
 
 
@@ -336,7 +394,11 @@ def block_source(
 
         def audio() -> Block:
             t0 = time.perf_counter()
-            encoded = session.encode_audio(view.samples, view.rate_hz)
+            samples, rate = view.samples, view.rate_hz
+            wanted = session.spec.audio.sample_rate_hz if session.spec.audio else rate
+            if rate != wanted:  # a 44.1 / 48 kHz microphone, or a stream whose rate changed
+                samples, rate = resample(samples, rate, wanted), wanted
+            encoded = session.encode_audio(samples, rate)
             return _block(encoded, view.at_ns, view.start_ns, "", time.perf_counter() - t0)
 
         return (modality, view.start_ns, view.at_ns, view.rate_hz), audio

@@ -5,22 +5,27 @@ the newest sensor data, at most ``rate_hz`` times a second and only when new dat
 publishes ``embeddings/<modality>`` (mm_ros/msg/TokenEmbeddings): tokens already in the language
 model's space, far smaller than the frames. A ``model_service`` with
 ``remote_modalities:=<modality>`` in the same namespace answers from them; it refuses tokens
-whose adapter id or checkpoint hash is not its own.
+whose adapter id or checkpoint hash is not its own. Reports its input's health and the input it
+dropped (per topic and cause) on /diagnostics.
 """
 
 from __future__ import annotations
 
 import logging
 import sys
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from mm_ros.bus.naming import SENSOR_DATA
+from mm_ros.core.diagnostics import Entry
 from mm_ros.core.embeddings import encode_tokens
 from mm_ros.core.errors import ConfigError
+from mm_ros.core.health import InputCounters, assess
 from mm_ros.core.sensors import Modality
 from mm_ros.nodes import convert
+from mm_ros.nodes.diagnostics import DiagnosticsPublisher, DroppedInput
 from mm_ros.nodes.lifecycle import LifecycleNode, ManagedConfig
 from mm_ros.nodes.params import declare_config, param
 from mm_ros.nodes.runner import run_node
@@ -46,11 +51,15 @@ class AdapterNodeConfig(SensorInputsConfig, ManagedConfig):
     engine_cache_dir: str = param("engines/cache", "TensorRT engine cache folder")
     rate_hz: float = param(10.0, "encode at most this often (newest data only)")
     dtype: str = param("float32", "token dtype on the wire: float32 or float16")
+    diagnostics_period_s: float = param(1.0, "seconds between /diagnostics messages")
+    diagnostics_topic: str = param("/diagnostics", "diagnostic_msgs/DiagnosticArray")
+    stale_after_s: float = param(1.0, "input data older than this is reported as WARN")
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if self.rate_hz <= 0:
-            raise ConfigError(f"rate_hz must be > 0, found {self.rate_hz}")
+        for name in ("rate_hz", "diagnostics_period_s", "stale_after_s"):
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"{name} must be > 0, found {getattr(self, name)}")
         if self.dtype not in {"float32", "float16"}:
             raise ConfigError(f"dtype must be float32 or float16, found {self.dtype!r}")
         from mm_ros.engines.device import check_device
@@ -75,7 +84,7 @@ class AdapterNode(LifecycleNode):
 
         self.config = declare_config(bus, AdapterNodeConfig)
         super().__init__(bus, autostart=self.config.autostart)
-        self.inputs = SensorInputs(bus, self.config, log.warning, (self.modality,), False)
+        self.inputs = SensorInputs(bus, self.config, bus.drops, (self.modality,), False)
         self.session: Any = None  # loaded in configure
         self.identity = ("", "")
         self._block_source = block_source
@@ -85,6 +94,13 @@ class AdapterNode(LifecycleNode):
         )
         self._make = bus.msg("mm_ros/msg/TokenEmbeddings")
         self._timer: Any = None
+        # held while a block is encoded and published: deactivate (or shutdown, from another
+        # thread) waits for the block in hand instead of pulling the node from under it
+        self._encoding = threading.Lock()
+        self._diagnostics = DiagnosticsPublisher(bus, self.config.diagnostics_topic)
+        self._dropped = DroppedInput(bus.node_name, bus.drops)
+        self._input_before: InputCounters | None = None
+        self._report_timer = bus.create_timer(self.config.diagnostics_period_s, self.report)
 
     def on_configure(self, previous: State) -> None:
         """Load the adapter and pick its runtime."""
@@ -96,9 +112,10 @@ class AdapterNode(LifecycleNode):
         self._timer = self.bus.create_timer(1.0 / self.config.rate_hz, self.encode_newest)
 
     def on_deactivate(self, previous: State) -> None:
-        """Stop encoding (the adapter stays loaded)."""
+        """Stop encoding (the adapter stays loaded); a block being encoded is finished first."""
         if self._timer is not None:
             self._timer.cancel()
+        with self._encoding:
             self._timer = None
 
     def on_cleanup(self, previous: State) -> None:
@@ -152,10 +169,33 @@ class AdapterNode(LifecycleNode):
         session = AdapterSession(loaded.spec, selection.runtime, "float32")
         return session, (loaded.spec.name, loaded.weights_sha256)
 
+    def report(self) -> None:
+        """Publish the input's health and the dropped input on /diagnostics."""
+        now = self.inputs.counters()[self.modality]
+        health = assess(
+            now,
+            self._input_before,
+            self.config.diagnostics_period_s,
+            self.bus.now_ns(),
+            self.config.stale_after_s,
+        )
+        self._input_before = now
+        topic = self.inputs.intakes[self.modality].topic
+        entry = Entry(f"{self.bus.node_name}: {self.modality} ({topic})", topic, health)
+        self._diagnostics.publish([entry, self._dropped.entry()])
+
+    def close(self) -> None:
+        """Stop reporting, then wind down as every managed node does."""
+        self._report_timer.cancel()
+        super().close()
+
     def encode_newest(self) -> None:
         """Encode the newest data if it is new; publish its tokens."""
-        if self.session is None:
-            return
+        with self._encoding:
+            if self.session is not None and self._timer is not None:  # still active
+                self._encode_newest()
+
+    def _encode_newest(self) -> None:
         spec = self.session.spec
         span_s = spec.audio.clip_s if spec.audio else spec.imu.window_s if spec.imu else 0.1
         sensor = {"image": Modality.IMAGE, "audio": Modality.AUDIO, "imu": Modality.IMU}

@@ -143,6 +143,7 @@ def answer(value: AnswerValue) -> dict[str, Any]:
         "generated_tokens": value.generated_tokens,
         "model_id": value.model_id,
         "error": value.error,
+        "warnings": list(value.warnings),
         "unknown_words": list(value.unknown_words),
     }
 
@@ -210,5 +211,6 @@ def answer_value(message: Any) -> AnswerValue:
         generated_tokens=int(message.generated_tokens),
         model_id=str(message.model_id),
         error=str(message.error),
+        warnings=tuple(str(w) for w in message.warnings),
         unknown_words=tuple(str(w) for w in message.unknown_words),
     )

@@ -3,7 +3,8 @@
 Node-facing API::
 
     diagnostics = DiagnosticsPublisher(bus, "/diagnostics")
-    diagnostics.publish(model_service_entries(...))   # stamped with bus.now_ns()
+    dropped = DroppedInput(bus.node_name, bus.drops)
+    diagnostics.publish([*model_service_entries(...), dropped.entry()])  # stamped bus.now_ns()
 """
 
 from __future__ import annotations
@@ -11,12 +12,13 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from mm_ros.bus.naming import RELIABLE
+from mm_ros.core.diagnostics import Entry, drops_health
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
     from mm_ros.bus.protocol import Bus
-    from mm_ros.core.diagnostics import Entry
+    from mm_ros.core.drops import DropLog
 
 NS_PER_S = 1_000_000_000
 
@@ -50,3 +52,20 @@ class DiagnosticsPublisher:
     def publish(self, entries: Sequence[Entry]) -> None:
         """Publish ``entries`` stamped with the node's clock (sim time in replay)."""
         self._publisher.publish(diagnostic_array(entries, self._bus.now_ns()))
+
+
+class DroppedInput:
+    """A node's "dropped input" entry: drops per topic and cause, WARN after a period with any."""
+
+    def __init__(self, node: str, drops: DropLog) -> None:
+        self._name = f"{node}: dropped input"
+        self._drops = drops
+        self._before: dict[tuple[str, str], int] | None = None
+
+    def entry(self) -> Entry:
+        """Return this period's entry; write the log's pending drop counts (``DropLog.flush``)."""
+        counts = self._drops.counts()
+        self._drops.flush()  # a flood that stopped still gets its count in the log
+        health = drops_health(counts, self._before)
+        self._before = counts
+        return Entry(self._name, "", health)

@@ -9,13 +9,15 @@ the diagnostics and the annotated image. Tests drive it directly.
 from __future__ import annotations
 
 import collections
+import math
 import threading
 import time
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
-from mm_ros.core.answers import AnswerValue, ImageRef
+from mm_ros.core.answers import QUEUED, AnswerValue, ImageRef
 from mm_ros.core.diagnostics import (
+    BatchFigures,
     Entry,
     GpuMemory,
     LastAnswer,
@@ -29,7 +31,7 @@ from mm_ros.core.embeddings import decode_tokens
 from mm_ros.core.errors import ConfigError, DecodeError, QueryError, TokenSpaceMismatchError
 from mm_ros.core.images import encode_image
 from mm_ros.core.preprocessing import ImageTransform
-from mm_ros.core.scheduler import QueryScheduler, SchedulerStats, Ticket
+from mm_ros.core.scheduler import FAILED, QueryScheduler, SchedulerStats, Ticket
 from mm_ros.core.sensors import Frame, PixelFormat
 from mm_ros.nodes.lifecycle import ManagedConfig
 from mm_ros.nodes.params import check_choice, param
@@ -69,17 +71,28 @@ class ModelServiceConfig(SensorInputsConfig, ManagedConfig):
     engine_cache_dir: str = param("engines/cache", "TensorRT engine cache folder")
     remote_modalities: str = param("", "modalities encoded by adapter nodes, e.g. image,imu")
     max_queue: int = param(8, "questions waiting at most; beyond it an immediate error")
-    timeout_s: float = param(30.0, "default per-question deadline (goal timeout_s 0)")
+    # 8: on the 0.5B-shape benchmark model a step of 8 rows costs about what a step of one does
+    # (the weights are read once for all rows), while each row holds its own KV cache and every
+    # row's next token waits for the whole step; more askers than this wait in the queue.
+    max_batch: int = param(8, "questions decoded together at most (continuous batching)")
+    timeout_s: float = param(30.0, "default per-question deadline (goal timeout_s 0)", live=True)
     stamp_wait_s: float = param(
-        1.0, "a question with a stamp waits this long at most for streams behind it (late data)"
+        1.0,
+        "a question with a stamp waits this long at most for streams behind it (late data)",
+        live=True,
     )
-    max_new_tokens: int = param(48, "default answer length limit in tokens")
-    temperature: float = param(0.0, "0 = greedy (deterministic); > 0 samples")
-    top_p: float = param(1.0, "nucleus sampling mass (temperature > 0)")
+    max_new_tokens: int = param(48, "default answer length limit in tokens", live=True)
+    max_new_tokens_limit: int = param(1024, "a question asking for more new tokens is refused")
+    max_question_chars: int = param(4096, "a longer question is refused with an error")
+    stale_after_s: float = param(
+        1.0, "data older than this (before the question's stamp, or now) is named in warnings"
+    )
+    temperature: float = param(0.0, "0 = greedy (deterministic); > 0 samples", live=True)
+    top_p: float = param(1.0, "nucleus sampling mass (temperature > 0)", live=True)
     seed: int = param(0, "sampling seed")
-    stop_strings: str = param("", "comma-separated strings that end an answer")
-    centre_half_width_deg: float = param(10.0, "|azimuth| below this is 'centre'")
-    publish_annotated: bool = param(True, "draw boxes on ~/annotated")
+    stop_strings: str = param("", "comma-separated strings that end an answer", live=True)
+    centre_half_width_deg: float = param(10.0, "|azimuth| below this is 'centre'", live=True)
+    publish_annotated: bool = param(True, "draw boxes on ~/annotated", live=True)
     diagnostics_period_s: float = param(1.0, "seconds between /diagnostics messages")
     diagnostics_topic: str = param("/diagnostics", "diagnostic_msgs/DiagnosticArray")
 
@@ -87,10 +100,17 @@ class ModelServiceConfig(SensorInputsConfig, ManagedConfig):
         super().__post_init__()
         for name in _names(self.remote_modalities):
             check_choice("remote_modalities entry", name, MODALITIES)
-        if self.max_queue < 1 or self.timeout_s <= 0 or self.max_new_tokens < 1:
+        if min(self.max_queue, self.max_batch, self.max_new_tokens) < 1 or self.timeout_s <= 0:
             raise ConfigError(
-                f"need max_queue >= 1, timeout_s > 0, max_new_tokens >= 1; found "
-                f"{self.max_queue}, {self.timeout_s}, {self.max_new_tokens}"
+                f"need max_queue >= 1, max_batch >= 1, timeout_s > 0, max_new_tokens >= 1; "
+                f"found {self.max_queue}, {self.max_batch}, {self.timeout_s}, "
+                f"{self.max_new_tokens}"
+            )
+        if not self.max_new_tokens <= self.max_new_tokens_limit or self.max_question_chars < 1:
+            raise ConfigError(
+                f"need max_new_tokens <= max_new_tokens_limit and max_question_chars >= 1; "
+                f"found {self.max_new_tokens}, {self.max_new_tokens_limit}, "
+                f"{self.max_question_chars}"
             )
         if self.stamp_wait_s < 0:
             raise ConfigError(f"stamp_wait_s must be >= 0, found {self.stamp_wait_s}")
@@ -142,7 +162,9 @@ class ModelServiceConfig(SensorInputsConfig, ManagedConfig):
             seed=self.seed,
             stop_strings=_names(self.stop_strings),
         )
-        return ServiceSettings(generation, self.centre_half_width_deg)
+        return ServiceSettings(
+            generation, self.centre_half_width_deg, self.stale_after_s, max_batch=self.max_batch
+        )
 
 
 def query_from_goal(request: Any, config: ModelServiceConfig) -> Query:
@@ -163,6 +185,31 @@ def query_from_goal(request: Any, config: ModelServiceConfig) -> Query:
     )
 
 
+def query_problem(query: Query, config: ModelServiceConfig) -> str | None:
+    """Say what is wrong with a query's limits (None when nothing is); checked before queueing."""
+    if len(query.question) > config.max_question_chars:
+        return (
+            f"question is {len(query.question)} characters long; at most "
+            f"{config.max_question_chars} are taken (max_question_chars)"
+        )
+    if not (math.isfinite(query.timeout_s) and query.timeout_s > 0):
+        return (
+            f"timeout_s must be a finite number of seconds >= 0 (0 = the service default, "
+            f"{config.timeout_s:g} s), found {query.timeout_s}"
+        )
+    if not (math.isfinite(query.window_s) and query.window_s >= 0):
+        return (
+            "window_s must be a finite number of seconds >= 0 (0 = what each adapter was "
+            f"trained on), found {query.window_s}"
+        )
+    if not 0 <= query.max_new_tokens <= config.max_new_tokens_limit:
+        return (
+            f"max_new_tokens must be 0 (the default, {config.max_new_tokens}) to "
+            f"{config.max_new_tokens_limit} (max_new_tokens_limit), found {query.max_new_tokens}"
+        )
+    return None
+
+
 @dataclass
 class Job:
     """A queued question with its streaming hook."""
@@ -176,11 +223,16 @@ class ServiceCore:
     """Model + queue + remote token store behind the model_service node."""
 
     def __init__(
-        self, config: ModelServiceConfig, inputs: SensorInputs, log: logging.Logger
+        self,
+        config: ModelServiceConfig,
+        inputs: SensorInputs,
+        log: logging.Logger,
+        now_ns: Callable[[], int] = time.time_ns,
     ) -> None:
         self.config = config
         self.inputs = inputs
         self.log = log
+        self.now_ns = now_ns  # the node's clock (sim time in replay): how old the data is
         self.remote_modalities = config.remote()
         self.engine: AnswerEngine | None = None
         self.scheduler: QueryScheduler[Job, AnswerValue] | None = None
@@ -192,6 +244,7 @@ class ServiceCore:
         self.words = WordFigures(0, 0)  # unknown question words, for /diagnostics
         self._closed_stats: SchedulerStats | None = None
         self._queue_before: QueueFigures | None = None
+        self._batch_before: BatchFigures | None = None
         self._lock = threading.Lock()
 
     # -- life --------------------------------------------------------------------------------
@@ -210,6 +263,7 @@ class ServiceCore:
                 f"remote_modalities {unknown}: model {engine.model_id} has adapters for "
                 f"{', '.join(engine.modalities())} only"
             )
+        self.log.info("decode step: %s", engine.prepare())
         if backend.random_init:
             self.log.warning(
                 "model %s has RANDOM weights: answers are noise until a trained model is given "
@@ -218,9 +272,24 @@ class ServiceCore:
             )
         self.engine = engine
 
+    def reconfigure(self, config: ModelServiceConfig) -> None:
+        """Answer the questions that start from now with ``config``'s answering settings."""
+        self.config = config
+        engine = self.engine
+        if engine is not None:
+            settings = config.settings()
+            engine.settings = replace(
+                engine.settings,
+                generation=settings.generation,
+                centre_half_width_deg=settings.centre_half_width_deg,
+            )
+
     def activate(self) -> None:
         """Start answering (lifecycle activate)."""
-        self.scheduler = QueryScheduler(self._run, self._fail, self.config.max_queue, "answers")
+        # one worker per batch row: each waits in the decode loop for its question's tokens
+        self.scheduler = QueryScheduler(
+            self._run, self._fail, self.config.max_queue, "answers", self.config.max_batch
+        )
 
     def deactivate(self) -> None:
         """Stop answering; waiting questions end with an error; the model stays loaded."""
@@ -267,11 +336,19 @@ class ServiceCore:
         feedback: Callable[[str, int, str], None] | None,
         on_done: Callable[[AnswerValue], Any] | None = None,
     ) -> Ticket[Job, AnswerValue]:
-        """Queue a question; raise QueryError when the queue is full or nothing is loaded."""
+        """Queue a question; QueryError when it is malformed, the queue full or nothing loaded."""
+        problem = query_problem(query, self.config)
+        if problem is not None:
+            raise QueryError(FAILED, problem)
         if self.scheduler is None:
+            state = "unconfigured" if self.engine is None else "inactive"
             raise QueryError(
-                "shutdown", "the model service is not active (lifecycle state: see ~/get_state)"
+                "shutdown",
+                f"the model service is {state}, not active: it answers again after the "
+                f"lifecycle transition activate (`ros2 lifecycle set NODE activate`)",
             )
+        if feedback is not None:  # before its worker can say "encode"; a refusal follows at once
+            feedback("", 0, QUEUED)
         ticket = self.scheduler.submit(Job(query, feedback), query.timeout_s)
         if on_done is not None:
             ticket.add_done_callback(on_done)
@@ -323,6 +400,7 @@ class ServiceCore:
             blocks=blocks,
             on_partial=job.feedback,
             should_stop=stop,
+            now_ns=self.now_ns(),
         )
         answer = replace(
             answer,
@@ -402,7 +480,7 @@ class ServiceCore:
             tokens = decode_tokens(message.shape, message.dtype, message.data)
         except (TokenSpaceMismatchError, DecodeError, ConfigError) as err:
             self.remote_rejected[type(err).__name__] += 1
-            self.log.error("rejected embeddings: %s", err)
+            self.inputs.drops.drop(f"embeddings/{modality}", type(err).__name__, str(err))
             return
         stamp = stamp_ns(message.header)
         start = int(message.window_start.sec) * NS + int(message.window_start.nanosec)
@@ -470,10 +548,13 @@ class ServiceCore:
     def diagnostics(self, node: str, gpu: GpuMemory | None = None) -> list[Entry]:
         """Return this period's /diagnostics entries (model, adapters, queue, latency)."""
         engine = self.engine
-        model = adapters = None
+        model = adapters = batch = None
         if engine is not None:
             model = ModelFigures(engine.model_id, engine.backend.random_init)
             adapters = {m: s.diagnostics() for m, s in engine.backend.selections.items()}
+            batch = BatchFigures.from_stats(
+                time.monotonic(), engine.decode_stats(), self.config.max_batch
+            )
         stats = self.scheduler.stats() if self.scheduler is not None else self._closed_stats
         queue = QueueFigures.from_scheduler(stats, self.config.max_queue) if stats else None
         if queue is not None and self.remote_rejected:
@@ -490,9 +571,12 @@ class ServiceCore:
             adapters=adapters or {},
             queue=queue,
             queue_before=self._queue_before,
+            batch=batch,
+            batch_before=self._batch_before,
             gpu=gpu,
             last_answer=LastAnswer.from_answer(last) if last is not None else None,
             words=words,
         )
         self._queue_before = queue
+        self._batch_before = batch
         return entries

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from mm_ros.bus.naming import RELIABLE, SENSOR_DATA
 from mm_ros.core.errors import QueryError
 from mm_ros.nodes import convert
-from mm_ros.nodes.diagnostics import DiagnosticsPublisher
+from mm_ros.nodes.diagnostics import DiagnosticsPublisher, DroppedInput
 from mm_ros.nodes.lifecycle import LifecycleNode
 from mm_ros.nodes.model_service import (
     ModelServiceConfig,
@@ -61,12 +61,12 @@ class ModelServiceNode(LifecycleNode):
     Config = ModelServiceConfig
 
     def __init__(self, bus: Bus) -> None:
-        self.config = declare_config(bus, ModelServiceConfig)
+        self.config = declare_config(bus, ModelServiceConfig, self._reconfigure)
         super().__init__(bus, autostart=self.config.autostart)
         remote = self.config.remote()
         local = tuple(m for m in ("image", "imu", "audio") if m not in remote)
-        self.inputs = SensorInputs(bus, self.config, log.warning, local)  # raw data stays local
-        self.core = ServiceCore(self.config, self.inputs, log)  # loads nothing yet
+        self.inputs = SensorInputs(bus, self.config, bus.drops, local)  # raw data stays local
+        self.core = ServiceCore(self.config, self.inputs, log, bus.now_ns)  # loads nothing yet
         self._make = {t: bus.msg(t) for t in OUTPUT_TYPES}
         self.outputs = _Outputs(
             bus.create_publisher("~/answer", "mm_ros/msg/Answer", RELIABLE),
@@ -74,6 +74,7 @@ class ModelServiceNode(LifecycleNode):
             bus.create_publisher("~/annotated", "sensor_msgs/msg/Image", SENSOR_DATA),
         )
         self._diagnostics = DiagnosticsPublisher(bus, self.config.diagnostics_topic)
+        self._dropped = DroppedInput(bus.node_name, bus.drops)
         for modality in self.core.remote_modalities:
             bus.create_subscription(
                 f"embeddings/{modality}",
@@ -84,6 +85,11 @@ class ModelServiceNode(LifecycleNode):
         bus.create_subscription("~/question", "std_msgs/msg/String", self._on_question, RELIABLE)
         bus.create_action_server("~/ask", "mm_ros/action/Ask", self._execute)
         self._timer = bus.create_timer(self.config.diagnostics_period_s, self._report)
+
+    def _reconfigure(self, config: ModelServiceConfig) -> None:
+        """Take a live parameter (``ros2 param set``) for the questions asked from now on."""
+        self.core.reconfigure(config)
+        self.config = config
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -158,7 +164,8 @@ class ModelServiceNode(LifecycleNode):
         gpu = (
             gpu_memory(device if ":" in device else "cuda:0") if device.startswith("cuda") else None
         )
-        self._diagnostics.publish(self.core.diagnostics(self.bus.node_name, gpu))
+        entries = self.core.diagnostics(self.bus.node_name, gpu)
+        self._diagnostics.publish([*entries, self._dropped.entry()])
 
     def close(self) -> None:
         """Answer every waiting question with a shutdown error, then release the model."""

@@ -10,6 +10,7 @@ Run it with ``use_sim_time:=true`` next to ``bag_player`` (replay.launch.yaml).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import queue
@@ -34,6 +35,8 @@ DESCRIPTION = __doc__ or ""
 log = logging.getLogger("mm_ros.replay_evaluator")
 NS = 1_000_000_000
 TRUTH_DEPTH = 1000  # a few seconds of 30 Hz truth: none may be dropped while a question runs
+STOP_POLL_S = 0.2  # how often a wait for the Ask server looks whether the node is stopping
+JOIN_S = 2.0  # at close, how long the worker threads get to end (they are daemons)
 
 
 @dataclass(frozen=True)
@@ -88,6 +91,7 @@ class ReplayEvaluatorNode:
         self._heard = threading.Event()
         self._stop = threading.Event()
         self._lock = threading.Lock()
+        self._in_flight: Any = None  # the goal being answered, cancelled at close
         self._client = bus.create_action_client(self.config.ask_action, "mm_ros/action/Ask")
         bus.create_subscription(self.config.ground_truth_topic, "std_msgs/msg/String",
                                 self._on_truth, QoS(depth=TRUTH_DEPTH))  # fmt: skip
@@ -138,14 +142,14 @@ class ReplayEvaluatorNode:
         if not self._stop.is_set():
             self._finish()
             log.info("replay ended; closing")
-            self.bus.close()  # spin returns: the process exits 0 with the report written
+            self.bus.request_shutdown()  # spin returns: the process exits 0, report written
 
     def _ask(self, question: ReplayQuestion) -> AnswerValue:
         from mm_ros.core.answers import AnswerValue
         from mm_ros.nodes.convert import answer_value
 
         cfg = self.config
-        if not self._client.wait_for_server(cfg.answer_timeout_s):
+        if not self._wait_for_server(cfg.answer_timeout_s):
             error = f"no Ask server on {cfg.ask_action} after {cfg.answer_timeout_s} s"
             return AnswerValue(question.text, question.task, error=error)
         goal = {
@@ -157,10 +161,21 @@ class ReplayEvaluatorNode:
         }
         try:
             handle = self._client.send_goal(goal, timeout_s=cfg.answer_timeout_s)
+            self._in_flight = handle
             _, result = handle.result(cfg.answer_timeout_s + 5)
         except Exception as err:  # noqa: BLE001 - any failure is a failed row, never a crash
             return AnswerValue(question.text, question.task, error=f"Ask failed: {err}")
+        finally:
+            self._in_flight = None
         return answer_value(result.answer)
+
+    def _wait_for_server(self, timeout_s: float) -> bool:
+        """Wait for the Ask server, ``timeout_s`` at most, less if the node is stopping."""
+        deadline = time.monotonic() + timeout_s
+        while not self._stop.is_set() and (left := deadline - time.monotonic()) > 0:
+            if self._client.wait_for_server(min(left, STOP_POLL_S)):
+                return True
+        return False
 
     def _finish(self) -> None:
         """Write the report once and log its summary."""
@@ -172,13 +187,17 @@ class ReplayEvaluatorNode:
         self.finished.set()
 
     def close(self) -> None:
-        """Stop asking and write what was answered so far."""
+        """Stop asking (the question in flight is cancelled) and write what was answered."""
         self._stop.set()
         self._ready.put(None)
         self._heard.set()
+        in_flight = self._in_flight
+        if in_flight is not None:
+            with contextlib.suppress(Exception):  # the server may be gone: nothing to cancel
+                in_flight.cancel(timeout_s=1.0)
         for thread in self._threads:
             if thread is not threading.current_thread():
-                thread.join(timeout=self.config.answer_timeout_s + 10)
+                thread.join(timeout=JOIN_S)
         self._finish()
 
 

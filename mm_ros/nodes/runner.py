@@ -39,7 +39,8 @@ class _Shutdown:
     While the node spins, a signal asks the bus to stop spinning, so the node winds down in
     order (goals in flight get their error result, then the bus closes). Before that (the node
     still loading its model) the first signal interrupts the loading. Signals during the
-    wind-down are ignored: ``ros2 launch`` sends its SIGINT after the terminal's own Ctrl-C.
+    wind-down, and after it while the interpreter exits, are ignored: ``ros2 launch`` sends its
+    SIGINT after the terminal's own Ctrl-C, and to a node that has just ended by itself.
     """
 
     def __init__(self, name: str) -> None:
@@ -49,20 +50,19 @@ class _Shutdown:
         self.received: str | None = None
 
     def __call__(self, signum: int, _frame: object) -> None:
+        # no lock and no log line here (see mm_ros.bus.signals): run_node logs after spin
         first = self.received is None
         self.received = signal.Signals(signum).name
-        if first:
-            logging.getLogger("mm_ros").info("%s: %s, shutting down", self.name, self.received)
         if self.stage == "spinning" and self.bus is not None:
             self.bus.request_shutdown()
         elif self.stage == "starting" and first:
             raise KeyboardInterrupt
 
-    def install(self) -> dict[int, Any]:
-        """Handle the shutdown signals (main thread only); return the handlers replaced."""
-        if threading.current_thread() is not threading.main_thread():
-            return {}
-        return {sig: signal.signal(sig, self) for sig in SHUTDOWN_SIGNALS}
+    def install(self) -> None:
+        """Handle the shutdown signals from now on (main thread only)."""
+        if threading.current_thread() is threading.main_thread():
+            for sig in SHUTDOWN_SIGNALS:
+                signal.signal(sig, self)
 
 
 def _watchdog(name: str) -> threading.Timer:
@@ -95,7 +95,7 @@ def run_node(node_class: Any, argv: list[str]) -> int:
     from mm_ros.bus.select import open_bus
 
     shutdown = _Shutdown(node_class.name)
-    replaced = shutdown.install()
+    shutdown.install()
     node = bus = None
     code = EXIT_OK
     try:
@@ -105,6 +105,9 @@ def run_node(node_class: Any, argv: list[str]) -> int:
             node.start()
         shutdown.stage = "spinning"
         if shutdown.received is None:  # a signal between the two lines above stops here
+            logging.getLogger("mm_ros").info(
+                "%s running (Ctrl-C or SIGTERM stops it)", bus.fully_qualified_name
+            )
             bus.spin()
     except ConfigError as err:
         print(f"{node_class.name}: error: {err}", file=sys.stderr)
@@ -116,12 +119,15 @@ def run_node(node_class: Any, argv: list[str]) -> int:
         pass
     finally:
         shutdown.stage = "closing"
+        if shutdown.received is not None:
+            logging.getLogger("mm_ros").info("%s: %s, shutting down", node_class.name,
+                                             shutdown.received)  # fmt: skip
         watchdog = _watchdog(node_class.name)
         if node is not None and hasattr(node, "close"):
             node.close()
         if bus is not None:
             bus.close()
         watchdog.cancel()
-        for sig, previous in replaced.items():
-            signal.signal(sig, previous)
+        # the handlers stay installed (ignoring): a signal while the interpreter exits (a second
+        # or two with torch loaded) would otherwise end a cleanly stopped node as killed
     return code

@@ -1,7 +1,8 @@
 """Sensor subscriptions → decoded core values → time windows (the intake every consumer shares).
 
 Callbacks only decode and store (STYLE.md point 7); a malformed message is counted by error
-class, logged and dropped, and the callback returns so the node keeps serving.
+class, reported to the node's `DropLog` (first in full, then a count every few seconds) and
+dropped, and the callback returns so the node keeps serving.
 """
 
 from __future__ import annotations
@@ -12,9 +13,14 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from mm_ros.bus.naming import LATCHED, SENSOR_DATA, SENSOR_STREAM
-from mm_ros.core.audio import decode_audio_mgonzs13, decode_audio_ros_drivers
+from mm_ros.core.audio import (
+    check_audio_info,
+    decode_audio_mgonzs13,
+    decode_audio_ros_drivers,
+)
 from mm_ros.core.camera import decode_camera_info
 from mm_ros.core.errors import ConfigError, DecodeError, InvalidValueError
+from mm_ros.core.freshness import require_near_clock
 from mm_ros.core.health import InputCounters
 from mm_ros.core.images import decode_compressed_image, decode_image
 from mm_ros.core.imu import decode_imu
@@ -23,9 +29,8 @@ from mm_ros.core.windows import AudioWindow, FrameWindow, ImuWindow, SensorWindo
 from mm_ros.nodes.params import AUDIO_LAYOUTS, check_choice, param
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
-
     from mm_ros.bus.protocol import Bus
+    from mm_ros.core.drops import DropLog
     from mm_ros.core.sensors import CameraModel
 
 NS = 1_000_000_000
@@ -55,6 +60,11 @@ class SensorInputsConfig:
     image_max_frames: int = param(60, "frames kept at most (latest-first)")
     audio_window_s: float = param(10.0, "seconds of audio kept")
     imu_window_s: float = param(5.0, "seconds of IMU kept")
+    max_clock_offset_s: float = param(
+        10.0,
+        "a sample stamped further ahead of this node's clock (or behind it, among live data) "
+        "is dropped; 0 = accept any stamp",
+    )
 
     def __post_init__(self) -> None:
         check_choice("image_transport", self.image_transport, ("raw", "compressed"))
@@ -71,13 +81,15 @@ class SensorInputs:
         self,
         bus: Bus,
         config: SensorInputsConfig,
-        warn: Callable[[str], None],
+        drops: DropLog,
         modalities: tuple[str, ...] = ("image", "imu", "audio"),
         camera_info: bool = True,
     ) -> None:
         c = config
         self.camera: CameraModel | None = None  # newest valid CameraInfo
-        self._warn = warn
+        self.drops = drops
+        self._now_ns = bus.now_ns
+        self._max_offset_s = c.max_clock_offset_s
         bus.set_audio_layout(c.audio_layout)
         audio_ns = int(c.audio_window_s * NS)
         self.windows = SensorWindows(
@@ -89,14 +101,16 @@ class SensorInputs:
         if image is None or audio is None or imu is None:  # built just above; for the checker
             raise ConfigError("sensor windows missing")
         self.intakes: dict[str, Intake[Any]] = {
-            "image": Intake(c.image_topic, image.add, warn),
-            "imu": Intake(c.imu_topic, imu.add, warn),
-            "audio": Intake(c.audio_topic, audio.add, warn),
+            # resolved names: the drop counts use the names the bus itself reports
+            "image": Intake(bus.resolve(c.image_topic), image.add, drops.drop),
+            "imu": Intake(bus.resolve(c.imu_topic), imu.add, drops.drop),
+            "audio": Intake(bus.resolve(c.audio_topic), audio.add, drops.drop),
         }
         self._audio_info: Any = None
         self._pending_audio: deque[Any] = deque()  # chunks waiting for the first AudioInfo
         self._audio_lock = threading.Lock()  # keeps held and new chunks in arrival order
-        self._audio_info_topic = c.audio_info_topic
+        self._audio_info_topic = bus.resolve(c.audio_info_topic)
+        self._camera_info_topic = bus.resolve(c.camera_info_topic)
         if "image" in modalities:
             self._subscribe_image(bus, c)
         if camera_info:  # bearings need it also when images are encoded elsewhere
@@ -137,6 +151,13 @@ class SensorInputs:
                 SENSOR_STREAM,
             )
 
+    def _stamp(self, header: Any, what: str, modality: str) -> int:
+        """Return the header's stamp in ns; refuse one far from the node's clock (freshness)."""
+        now, window = self._now_ns(), getattr(self.windows, modality)
+        newest = window.newest_ns() if window is not None else None
+        live = newest is not None and abs(now - newest) <= self._max_offset_s * NS
+        return require_near_clock(stamp_ns(header), now, self._max_offset_s, what, behind_too=live)
+
     def _on_image(self, m: Any) -> None:
         self.intakes["image"].offer(
             lambda: decode_image(
@@ -146,7 +167,7 @@ class SensorInputs:
                 m.step,
                 bool(m.is_bigendian),
                 m.data,
-                stamp_ns=stamp_ns(m.header),
+                stamp_ns=self._stamp(m.header, "Image", "image"),
                 frame_id=m.header.frame_id,
             )
         )
@@ -157,12 +178,19 @@ class SensorInputs:
                 m.width, m.height, m.distortion_model, m.d, m.k, frame_id=m.header.frame_id
             )
         except DecodeError as err:
-            self._warn(f"{err} (CameraInfo ignored; bearings fall back to the image width)")
+            self.drops.drop(
+                self._camera_info_topic,
+                type(err).__name__,
+                f"{err} (CameraInfo ignored; bearings fall back to the image width)",
+            )
 
     def _on_compressed(self, m: Any) -> None:
         self.intakes["image"].offer(
             lambda: decode_compressed_image(
-                m.format, m.data, stamp_ns=stamp_ns(m.header), frame_id=m.header.frame_id
+                m.format,
+                m.data,
+                stamp_ns=self._stamp(m.header, "CompressedImage", "image"),
+                frame_id=m.header.frame_id,
             )
         )
 
@@ -176,12 +204,20 @@ class SensorInputs:
                 m.angular_velocity_covariance,
                 (a.x, a.y, a.z),
                 m.linear_acceleration_covariance,
-                stamp_ns=stamp_ns(m.header),
+                stamp_ns=self._stamp(m.header, "Imu", "imu"),
                 frame_id=m.header.frame_id,
             )
         )
 
     def _on_audio_info(self, m: Any) -> None:
+        try:  # the info alone: a bad one must not replace a good one (audio would stop)
+            check_audio_info(m.channels, m.sample_rate, m.sample_format, m.coding_format)
+        except DecodeError as err:
+            kept = "keeping the previous one" if self._audio_info is not None else "none yet"
+            self.drops.drop(
+                self._audio_info_topic, type(err).__name__, f"{err} (AudioInfo ignored; {kept})"
+            )
+            return
         with self._audio_lock:
             self._audio_info = m
             held, self._pending_audio = self._pending_audio, deque()
@@ -214,7 +250,7 @@ class SensorInputs:
                 info.sample_rate,
                 info.sample_format,
                 info.coding_format,
-                stamp_ns=stamp_ns(m.header),
+                stamp_ns=self._stamp(m.header, "AudioDataStamped", "audio"),
             )
 
         self.intakes["audio"].offer(decode)
@@ -231,7 +267,7 @@ class SensorInputs:
                 int16_data=d.int16_data,
                 int8_data=d.int8_data,
                 uint8_data=d.uint8_data,
-                stamp_ns=stamp_ns(m.header),
+                stamp_ns=self._stamp(m.header, "AudioStamped", "audio"),
             )
         )
 

@@ -1,15 +1,15 @@
 """``sensor_monitor``: report the health of the camera, IMU and audio inputs on /diagnostics.
 
 It takes the sensors exactly as the model service does and reports rates, age of the newest
-data and rejected messages by reason.
+data and rejected messages by reason, and what the node dropped per topic and cause.
 
 The field answer to "are my sensors reaching mm_ros, and in what shape?" Malformed messages
-are logged, counted per error class and dropped; the node keeps serving.
+are counted per error class, logged (the first in full, then a count every few seconds) and
+dropped; the node keeps serving.
 """
 
 from __future__ import annotations
 
-import logging
 import sys
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from mm_ros.bus.naming import RELIABLE
 from mm_ros.core.errors import ConfigError
 from mm_ros.core.health import InputCounters, assess
+from mm_ros.nodes.diagnostics import DroppedInput
 from mm_ros.nodes.params import declare_config, param
 from mm_ros.nodes.runner import run_node
 from mm_ros.nodes.sensor_inputs import SensorInputs, SensorInputsConfig
@@ -31,8 +32,8 @@ DESCRIPTION = __doc__ or ""
 class SensorMonitorConfig(SensorInputsConfig):
     """Parameters of ``sensor_monitor``: the sensor inputs plus how to report."""
 
-    period_s: float = param(1.0, "seconds between /diagnostics messages")
-    stale_after_s: float = param(1.0, "data older than this is reported as WARN")
+    period_s: float = param(1.0, "seconds between /diagnostics messages", live=True)
+    stale_after_s: float = param(1.0, "data older than this is reported as WARN", live=True)
     diagnostics_topic: str = param("/diagnostics", "diagnostic_msgs/DiagnosticArray")
 
     def __post_init__(self) -> None:
@@ -54,15 +55,22 @@ class SensorMonitorNode:
 
     def __init__(self, bus: Bus) -> None:
         self.bus = bus
-        self.config = declare_config(bus, SensorMonitorConfig)
-        log = logging.getLogger("mm_ros.sensor_monitor")
-        self.inputs = SensorInputs(bus, self.config, log.warning)
+        self.config = declare_config(bus, SensorMonitorConfig, self._reconfigure)
+        self.inputs = SensorInputs(bus, self.config, bus.drops)
+        self._dropped = DroppedInput(bus.node_name, bus.drops)
         self._diagnostics = bus.create_publisher(
             self.config.diagnostics_topic, "diagnostic_msgs/msg/DiagnosticArray", RELIABLE
         )
         self._make = bus.msg("diagnostic_msgs/msg/DiagnosticArray")
         self._before: dict[str, InputCounters] = {}
         self._timer = bus.create_timer(self.config.period_s, self.report)
+
+    def _reconfigure(self, config: SensorMonitorConfig) -> None:
+        """Take a new ``period_s`` / ``stale_after_s`` (``ros2 param set``) from now on."""
+        if config.period_s != self.config.period_s:
+            self._timer.cancel()
+            self._timer = self.bus.create_timer(config.period_s, self.report)
+        self.config = config
 
     def report(self) -> None:
         """Publish one DiagnosticArray: a status per input."""
@@ -88,6 +96,16 @@ class SensorMonitorNode:
                 }
             )
         self._before = counters
+        dropped = self._dropped.entry()
+        status.append(
+            {
+                "level": int(dropped.health.level),
+                "name": dropped.name,
+                "message": dropped.health.message,
+                "hardware_id": dropped.hardware_id,
+                "values": [{"key": k, "value": v} for k, v in dropped.health.values.items()],
+            }
+        )
         header: dict[str, Any] = {"stamp": {"sec": now_ns // 10**9, "nanosec": now_ns % 10**9}}
         self._diagnostics.publish(self._make(header=header, status=status))
 

@@ -66,7 +66,7 @@ def serve(
             return {"answer": convert.answer(failed)}
         for count, text in enumerate(PARTIALS, start=1):
             goal.publish_feedback(
-                {"partial_text": text, "generated_tokens": count, "stage": "generate"}
+                {"partial_text": text, "generated_tokens": count, "stage": "generating"}
             )
         return {"answer": convert.answer(answer_for(goal.request))}
 

@@ -217,6 +217,32 @@ def test_parameters_from_args_and_file(make_node, tmp_path: Path) -> None:
         make_node("typed", ["--ros-args", "-p", "count:=abc"]).declare_parameter("count", 3)
 
 
+def test_parameter_set_while_running(make_node) -> None:
+    node = make_node("tunable", ["--ros-args", "-p", "period_s:=2.0"])
+    applied: list[float] = []
+
+    def apply(value: float) -> None:
+        if value > 60:
+            raise ConfigError(f"period_s must be <= 60, found {value}")
+        applied.append(value)
+
+    assert node.declare_parameter("period_s", 1.0, "report period", apply) == 2.0
+    assert node.declare_parameter("model_dir", "", "read at start") == ""
+    assert applied == []  # declaring applies nothing
+    node.set_parameter("period_s", 0.5)
+    assert applied == [0.5]
+    assert node.get_parameter("period_s") == 0.5
+    with pytest.raises(ConfigError, match="must be <= 60, found 61"):
+        node.set_parameter("period_s", 61.0)  # refused by the node: the old value stays
+    assert node.get_parameter("period_s") == 0.5
+    with pytest.raises(ConfigError, match="read-only"):
+        node.set_parameter("model_dir", "/elsewhere")
+    assert node.get_parameter("model_dir") == ""
+    with pytest.raises(ConfigError, match="not declared"):
+        node.set_parameter("nothing", 1)
+    assert applied == [0.5]
+
+
 def test_remaps_and_namespace(make_node) -> None:
     talker = make_node("talker", ["--ros-args", "-r", "__ns:=/robot", "-r", "out:=/shared"])
     listener = make_node("listener", ["--ros-args", "-r", "in:=/shared"])

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 
 import pytest
 
 from mm_ros.llm.backends.base import BackendConfig, LoadedBackend, load_backend
 from mm_ros.llm.tiny import build_random_default
+from tests.logs import quiet_logs
 
 TORCH_ONLY = ("torch",)  # adapter runtime for tests: no ONNX export needed
 
@@ -23,10 +23,10 @@ def load(folder: Path | str, **overrides: str) -> LoadedBackend:
     from mm_ros.engines.selection import EngineConfig
 
     engine = EngineConfig(preference=(RuntimeKind.TORCH,))
-    logging.getLogger("mm_ros").setLevel(logging.ERROR)
-    return load_backend(
-        BackendConfig(model_dir=str(folder) if folder else "", engine=engine, **overrides)
-    )
+    with quiet_logs():
+        return load_backend(
+            BackendConfig(model_dir=str(folder) if folder else "", engine=engine, **overrides)
+        )
 
 
 @pytest.fixture(scope="session")

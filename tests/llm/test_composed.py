@@ -119,6 +119,22 @@ def test_model_id_follows_the_weights(tmp_path: Path, tiny_dir: Path) -> None:
     assert load(copy).model_id != before
 
 
+def test_a_pickled_language_model_is_refused_with_how_to_convert(
+    tmp_path: Path, tiny_dir: Path
+) -> None:
+    from safetensors.torch import load_file
+
+    from mm_ros.core.errors import CheckpointError
+
+    copy = Path(shutil.copytree(tiny_dir, tmp_path / "copy"))
+    llm = copy / read_manifest(copy).llm
+    torch.save(load_file(str(llm / "model.safetensors")), llm / "pytorch_model.bin")
+    (llm / "model.safetensors").unlink()
+    with pytest.raises(CheckpointError, match=r"pickled weights \['pytorch_model.bin'\]") as err:
+        load(copy)
+    assert "safe_serialization=True" in str(err.value)
+
+
 def test_adapter_width_must_match_the_language_model(tmp_path: Path, tiny_dir: Path) -> None:
     import dataclasses
 

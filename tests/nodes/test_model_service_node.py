@@ -13,6 +13,7 @@ from mm_ros.bus import RELIABLE, SENSOR_DATA
 from mm_ros.bus.protocol import GoalStatus
 from mm_ros.bus.zenoh_bus import wait_until
 from mm_ros.core.embeddings import encode_tokens
+from mm_ros.core.errors import ConfigError
 from mm_ros.nodes import convert
 from mm_ros.nodes.model_service_node import ModelServiceNode
 from mm_ros.nodes.sim_world_node import SimWorldNode
@@ -97,7 +98,9 @@ def test_ask_streams_answers_and_publishes_detections_of_the_image_used(
     for stage in ("queue", "snapshot", "encode/image", "prefill", "first_token", "total"):
         assert stage in stages
     assert 1 <= value.generated_tokens <= 6
-    assert [f.stage for f in feedback][:2] == ["encode", "prefill"]
+    stages_seen = [f.stage for f in feedback]
+    assert stages_seen[:3] == ["queued", "encode", "prefill"]
+    assert set(stages_seen[3:]) <= {"generating"}
     # feedback and result travel on different channels, so the last feedback may land after the
     # result (and is then dropped, as rclpy does): the feedback seen counts up to the result's
     counts = [f.generated_tokens for f in feedback]
@@ -129,6 +132,31 @@ def test_question_topic_gets_one_answer(
     wait_until(lambda: answers, WAIT_S, "an answer")
     assert answers[0].question == "what is on my left?"
     assert answers[0].error == ""
+    service.close()
+
+
+def test_live_parameters_reach_the_next_question(
+    make_zenoh: Callable[..., Any], model_dir: Path, world: Any
+) -> None:
+    client = make_zenoh("client")
+    service = start_service(make_zenoh, model_dir, max_new_tokens=12)
+    wait_for_data(service)
+    bus = service.bus
+    bus.set_parameter("max_new_tokens", 2)
+    bus.set_parameter("stop_strings", "never-said")
+    assert service.config.max_new_tokens == 2
+    assert service.core.engine.settings.generation.stop_strings == ("never-said",)
+    status, result = ask(client, {"question": "what is on my left?"})
+    assert status == GoalStatus.SUCCEEDED
+    assert result.answer.generated_tokens == 2  # random weights: never stops early on its own
+    with pytest.raises(ConfigError, match=r"max_new_tokens >= 1; found 8, 8, 30\.0, 0"):
+        bus.set_parameter("max_new_tokens", 0)  # the config's own check refuses it
+    with pytest.raises(ConfigError, match="expected float"):
+        bus.set_parameter("timeout_s", "soon")
+    with pytest.raises(ConfigError, match="read-only: read at start"):
+        bus.set_parameter("model_dir", "/elsewhere")
+    assert bus.get_parameter("max_new_tokens") == 2
+    assert service.config.max_new_tokens == 2
     service.close()
 
 

@@ -56,8 +56,10 @@ class _RecordingBus:
         self.writer, self.store, self.now = writer, store, START_NS
         self.tick: Callable[[], None] | None = None
 
-    def declare_parameter(self, name: str, default: Any, description: str = "") -> Any:
-        del name, description
+    def declare_parameter(
+        self, name: str, default: Any, description: str = "", on_set: Any = None
+    ) -> Any:
+        del name, description, on_set
         return default
 
     def set_audio_layout(self, layout: str) -> None:
@@ -147,7 +149,7 @@ def replay(make_zenoh: Callable[..., Any], bag: Path, model_dir: Path, out: Path
     player.start()
     try:
         assert evaluator.finished.wait(WAIT_S), "no evaluation.json after the bag ended"
-        wait_until(lambda: evaluator_bus.closed, 10, "the evaluator closing its bus")
+        wait_until(lambda: evaluator_bus.shutdown_requested, 10, "the evaluator ending its node")
     finally:
         player.close()
         evaluator.close()

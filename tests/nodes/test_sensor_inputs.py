@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 
+from mm_ros.core.drops import DropLog
 from mm_ros.nodes.sensor_inputs import PENDING_AUDIO_CHUNKS, SensorInputs, SensorInputsConfig
 
 NS = 1_000_000_000
@@ -20,6 +21,12 @@ class RecordingBus:
 
     def set_audio_layout(self, layout: str) -> None:
         self.layout = layout
+
+    def resolve(self, name: str) -> str:
+        return name
+
+    def now_ns(self) -> int:
+        return 0  # no clock yet (sim time before /clock): stamps are not checked
 
     def create_subscription(self, topic: str, _type: str, callback: Any, _qos: Any) -> None:
         self.callbacks[topic] = callback
@@ -39,15 +46,16 @@ def info(channels: int = 1) -> SimpleNamespace:
     )
 
 
-def make_inputs() -> tuple[SensorInputs, RecordingBus, list[str]]:
+def make_inputs() -> tuple[SensorInputs, RecordingBus, DropLog, list[str]]:
     bus = RecordingBus()
     warnings: list[str] = []
-    inputs = SensorInputs(bus, SensorInputsConfig(), warnings.append)  # type: ignore[arg-type]
-    return inputs, bus, warnings
+    drops = DropLog(warnings.append)
+    inputs = SensorInputs(bus, SensorInputsConfig(), drops)  # type: ignore[arg-type]
+    return inputs, bus, drops, warnings
 
 
 def test_chunks_before_the_first_audio_info_are_kept_and_stored_in_order_when_it_comes() -> None:
-    inputs, bus, warnings = make_inputs()
+    inputs, bus, _, warnings = make_inputs()
     on_audio, on_info = bus.callbacks["audio/audio_stamped"], bus.callbacks["audio/audio_info"]
     for i in range(3):
         on_audio(chunk(i))
@@ -63,23 +71,29 @@ def test_chunks_before_the_first_audio_info_are_kept_and_stored_in_order_when_it
 
 
 def test_without_audio_info_the_oldest_held_chunk_is_rejected_and_named() -> None:
-    inputs, bus, warnings = make_inputs()
+    inputs, bus, drops, warnings = make_inputs()
     on_audio = bus.callbacks["audio/audio_stamped"]
     for i in range(PENDING_AUDIO_CHUNKS + 2):
         on_audio(chunk(i))
     stats = inputs.intakes["audio"].stats()
     assert (stats.accepted, stats.rejected) == (0, 2)
-    assert len(warnings) == 2
+    assert drops.counts() == {("audio/audio_stamped", "InvalidValueError"): 2}
+    assert len(warnings) == 1  # the second one is counted, not logged again
     assert "before any AudioInfo on audio/audio_info" in warnings[0]
 
 
-def test_held_chunks_are_rejected_when_the_first_audio_info_is_invalid() -> None:
-    inputs, bus, _ = make_inputs()
+def test_an_invalid_audio_info_is_dropped_and_the_chunks_wait_for_a_valid_one() -> None:
+    inputs, bus, drops, warnings = make_inputs()
     bus.callbacks["audio/audio_stamped"](chunk(0))
     bus.callbacks["audio/audio_info"](info(channels=0))
     stats = inputs.intakes["audio"].stats()
-    assert (stats.accepted, stats.rejected) == (0, 1)
-    assert "channels" in stats.last_error
-    bus.callbacks["audio/audio_info"](info())  # a corrected info: new chunks are stored again
+    assert (stats.accepted, stats.rejected) == (0, 0)  # held, not lost
+    assert drops.counts() == {("audio/audio_info", "InvalidValueError"): 1}
+    assert "channels" in warnings[0]
+    assert "AudioInfo ignored; none yet" in warnings[0]
+    bus.callbacks["audio/audio_info"](info())  # a valid info: the held chunk and new ones stored
     bus.callbacks["audio/audio_stamped"](chunk(1))
-    assert inputs.intakes["audio"].stats().accepted == 1
+    assert inputs.intakes["audio"].stats().accepted == 2
+    bus.callbacks["audio/audio_info"](info(channels=0))  # a bad one later changes nothing
+    bus.callbacks["audio/audio_stamped"](chunk(2))
+    assert inputs.intakes["audio"].stats().accepted == 3

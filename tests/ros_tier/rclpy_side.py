@@ -106,7 +106,7 @@ def ask_server() -> int:
         words = goal_handle.request.question.split()
         for i in range(1, len(words) + 1):
             feedback = Ask.Feedback(
-                partial_text=" ".join(words[:i]), generated_tokens=i, stage="generate"
+                partial_text=" ".join(words[:i]), generated_tokens=i, stage="generating"
             )
             goal_handle.publish_feedback(feedback)
             time.sleep(0.05)

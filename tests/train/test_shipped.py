@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import logging
 from typing import TYPE_CHECKING
 
 import pytest
@@ -13,6 +12,7 @@ from mm_ros.llm.backends.composed import PACKAGE_MODEL, default_model_dir
 from mm_ros.train import data
 from mm_ros.train.evaluate import EvalConfig, heldout_examples, score
 from mm_ros.train.tasks import Kind
+from tests.logs import quiet_logs
 
 if TYPE_CHECKING:
     from mm_ros.core.answers import AnswerValue
@@ -60,8 +60,8 @@ def test_the_shipped_adapters_are_the_recipes() -> None:
 def test_loads_through_the_composed_loader() -> None:
     from mm_ros.llm.service import AnswerEngine, Query
 
-    logging.getLogger("mm_ros").setLevel(logging.ERROR)
-    backend = load_backend(_engine_config())  # model_dir "" = the embedded default
+    with quiet_logs():
+        backend = load_backend(_engine_config())  # model_dir "" = the embedded default
     try:
         assert backend.model_id.startswith("mm-tiny@")
         assert not backend.random_init
@@ -82,8 +82,8 @@ def answered() -> list[tuple[Example, AnswerValue]]:
     wanted = {*FLOORS, Kind.GROUNDING}
     examples = [e for e in heldout_examples(config) if Kind(e.kind) in wanted]
     examples.sort(key=lambda e: (e.seed, e.frame))
-    logging.getLogger("mm_ros").setLevel(logging.ERROR)
-    backend = load_backend(_engine_config())
+    with quiet_logs():
+        backend = load_backend(_engine_config())
     try:
         specs = {m: s.spec for m, s in backend.sessions.items()}
         answer = service_answerer(AnswerEngine(backend), data.Inputs.of(specs))

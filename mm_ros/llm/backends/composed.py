@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any, TypedDict
 import torch
 
 import mm_ros
-from mm_ros.adapters.checkpoint import load_adapter, save_adapter
+from mm_ros.adapters.checkpoint import load_adapter, refuse_pickled_hf, save_adapter
 from mm_ros.core.boxes import DEFAULT_SCALE, BoxFormat, BoxScale
 from mm_ros.core.errors import BackendError, ConfigError, MmRosError
 from mm_ros.core.prompt import MODALITY_MARKERS, PromptConfig
@@ -349,10 +349,14 @@ def _load_lm(folder: Path, config: BackendConfig) -> tuple[Any, Any]:
         raise BackendError(f"language-model folder {folder} does not exist (see {MODEL_JSON}.llm)")
     if config.device.startswith("cuda") and not torch.cuda.is_available():
         raise BackendError(f"device: expected a visible CUDA GPU for {config.device!r}, found none")
+    refuse_pickled_hf(folder)
     try:
         tokenizer = AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
         model = auto_model.from_pretrained(
-            str(folder), local_files_only=True, dtype=TORCH_DTYPES[config.dtype]
+            str(folder),
+            local_files_only=True,
+            dtype=TORCH_DTYPES[config.dtype],
+            use_safetensors=True,
         )
     except (OSError, ValueError, KeyError) as err:
         raise BackendError(f"{folder} is not a loadable HF causal LM + tokenizer: {err}") from err
