@@ -136,7 +136,8 @@ def _truth_lines(question: Question, truth: dict[str, Any], answer: AnswerValue)
             f"{found[0]['side']} {abs(found[0]['azimuth_deg']):.1f} deg"
         ]
         if answer.detections:
-            iou = box_iou(tuple(answer.detections[0].box_px), tuple(box))
+            x1, y1, x2, y2 = (float(v) for v in box)
+            iou = box_iou(answer.detections[0].box_px, (x1, y1, x2, y2))
             lines.append(f"IoU of the first box with the truth: {iou:.2f}")
         return lines
     if question.truth == "audio":
