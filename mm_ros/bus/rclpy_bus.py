@@ -26,7 +26,7 @@ from mm_ros.bus.ros_args import (
     parse_ros_args,
     ros_tokens,
 )
-from mm_ros.bus.signals import stop_on_signals
+from mm_ros.bus.signals import SpinUntilStopped
 from mm_ros.core.drops import DropLog
 from mm_ros.core.errors import ConfigError
 from mm_ros.core.stopping import StopFlag
@@ -241,7 +241,7 @@ class RclpyActionClient:
         return bool(self._client.wait_for_server(timeout_sec=timeout_s))
 
 
-class RclpyBus:
+class RclpyBus(SpinUntilStopped):
     """One ROS 2 node on rclpy (see ``mm_ros.bus.protocol``)."""
 
     def __init__(
@@ -496,20 +496,6 @@ class RclpyBus:
         return sorted(
             f"{ns.rstrip('/')}/{n}" for n, ns in self.node.get_node_names_and_namespaces()
         )
-
-    def spin(self, timeout_s: float | None = None) -> None:
-        """Block until SIGINT/SIGTERM, ``request_shutdown``, ``close`` or the timeout."""
-        with stop_on_signals(self.request_shutdown):
-            self._stopping.wait(timeout_s)
-
-    def request_shutdown(self) -> None:
-        """Make ``spin`` return; everything keeps working until ``close`` (signal-safe)."""
-        self._stopping.set()
-
-    @property
-    def shutdown_requested(self) -> bool:
-        """True once a shutdown signal arrived, ``request_shutdown`` or ``close`` ran."""
-        return self._stopping.is_set()
 
     @property
     def closed(self) -> bool:

@@ -21,6 +21,8 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
 
+    from mm_ros.core.stopping import StopFlag
+
 SHUTDOWN_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 _DEFAULTS = (signal.SIG_DFL, signal.default_int_handler, None)
 
@@ -45,3 +47,26 @@ def stop_on_signals(stop: Callable[[], None]) -> Iterator[None]:
     finally:
         for signum, previous in replaced.items():
             signal.signal(signum, signal.SIG_DFL if previous is None else previous)
+
+
+class SpinUntilStopped:
+    """``spin`` / ``request_shutdown`` / ``shutdown_requested`` of a bus, on one `StopFlag`.
+
+    A bus sets ``self._stopping = StopFlag()`` in its constructor and sets it again in close.
+    """
+
+    _stopping: StopFlag
+
+    def spin(self, timeout_s: float | None = None) -> None:
+        """Block until SIGINT/SIGTERM, ``request_shutdown``, ``close`` or the timeout."""
+        with stop_on_signals(self.request_shutdown):
+            self._stopping.wait(timeout_s)
+
+    def request_shutdown(self) -> None:
+        """Make ``spin`` return; everything keeps working until ``close`` (signal-safe)."""
+        self._stopping.set()
+
+    @property
+    def shutdown_requested(self) -> bool:
+        """True once a shutdown signal arrived, ``request_shutdown`` or ``close`` ran."""
+        return self._stopping.is_set()

@@ -36,7 +36,7 @@ from mm_ros.bus.ros_args import (
     parameter_overrides,
     parse_ros_args,
 )
-from mm_ros.bus.signals import stop_on_signals
+from mm_ros.bus.signals import SpinUntilStopped
 from mm_ros.core.drops import DropLog
 from mm_ros.core.errors import ConfigError, InterfaceError
 from mm_ros.core.stopping import StopFlag
@@ -466,7 +466,7 @@ class SimTimer:
         self._cancelled = True
 
 
-class ZenohBus:
+class ZenohBus(SpinUntilStopped):
     """One ROS 2 node on Zenoh (see the module docstring and ``mm_ros.bus.protocol``)."""
 
     max_payload_bytes = 256 * 1024 * 1024  # a 4K rgba frame is 33 MB; larger is corrupt input
@@ -754,20 +754,6 @@ class ZenohBus:
         return out
 
     # -- life --------------------------------------------------------------------------
-
-    def spin(self, timeout_s: float | None = None) -> None:
-        """Block until SIGINT/SIGTERM, ``request_shutdown``, ``close`` or the timeout."""
-        with stop_on_signals(self.request_shutdown):
-            self._stopping.wait(timeout_s)
-
-    def request_shutdown(self) -> None:
-        """Make ``spin`` return; everything keeps working until ``close`` (signal-safe)."""
-        self._stopping.set()
-
-    @property
-    def shutdown_requested(self) -> bool:
-        """True once a shutdown signal arrived, ``request_shutdown`` or ``close`` ran."""
-        return self._stopping.is_set()
 
     @property
     def closed(self) -> bool:
