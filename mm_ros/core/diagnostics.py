@@ -363,6 +363,8 @@ def drops_health(
         return Health(Level.WARN, message, values)
     total = sum(now.values())
     return Health(Level.OK, f"no input dropped in the last period ({total} since start)", values)
+
+
 RECENT_WORDS = 20  # distinct unknown words kept for /diagnostics
 
 
