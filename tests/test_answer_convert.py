@@ -36,6 +36,7 @@ VALUE = AnswerValue(
     prompt_tokens=321,
     generated_tokens=17,
     model_id="mm-tiny@abc123",
+    unknown_words=("zorblax", "rigth"),
 )
 
 
@@ -76,6 +77,7 @@ def test_round_trip_through_cdr_keeps_everything_the_message_carries() -> None:
     for name in (*same, "window_start_ns", "latency_s", "prompt_tokens", "generated_tokens"):
         assert getattr(back, name) == getattr(VALUE, name), name
     assert back.model_id == VALUE.model_id
+    assert back.unknown_words == ("zorblax", "rigth")
     assert back.ok
 
 

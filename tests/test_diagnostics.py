@@ -12,13 +12,16 @@ from mm_ros.core.diagnostics import (
     LastAnswer,
     ModelFigures,
     QueueFigures,
+    WordFigures,
     adapter_health,
     batch_health,
+    counted_words,
     gpu_health,
     latency_health,
     model_health,
     model_service_entries,
     queue_health,
+    vocabulary_health,
 )
 from mm_ros.core.errors import ConfigError
 from mm_ros.core.health import Level
@@ -171,6 +174,25 @@ def test_latency_figures_include_tokens_per_second() -> None:
     assert health.values == {"generate_s": "0.5000", "total_s": "0.6000", "tokens_per_s": "40.0"}
 
 
+def test_vocabulary_names_the_unknown_words_of_the_last_question() -> None:
+    words = WordFigures(0, 0)
+    assert vocabulary_health(words).message == "no question yet"
+    for unknown in [("zorblax",), (), ("rigth", "zorblax"), ()]:
+        words = counted_words(words, unknown)
+    assert (words.questions, words.with_unknown, words.recent) == (4, 2, ("rigth", "zorblax"))
+    health = vocabulary_health(words)
+    assert health.level is Level.OK
+    assert health.message.startswith("every word of the last question known (2 of 4")
+    health = vocabulary_health(counted_words(words, ("blorp",)))
+    assert health.level is Level.WARN
+    assert health.message.startswith("last question had words this model does not know: blorp")
+    assert health.values["recent_unknown_words"] == "rigth zorblax blorp"
+    many = WordFigures(0, 0)
+    for i in range(30):
+        many = counted_words(many, (f"w{i}",))
+    assert many.recent == tuple(f"w{i}" for i in range(10, 30))  # the latest 20
+
+
 def test_entries_of_one_period() -> None:
     entries = model_service_entries(
         "model_service",
@@ -179,6 +201,7 @@ def test_entries_of_one_period() -> None:
         queue=Q(0, 8, None),
         gpu=None,
         last_answer=None,
+        words=WordFigures(3, 1, ("zorblax",), ("zorblax",)),
     )
     assert [(e.name, e.hardware_id, e.health.level) for e in entries] == [
         ("model_service: model", "mm-tiny@3f2a", Level.WARN),
@@ -186,6 +209,7 @@ def test_entries_of_one_period() -> None:
         ("model_service: adapter imu", "mm-tiny@3f2a", Level.OK),
         ("model_service: queue", "", Level.OK),
         ("model_service: latency", "mm-tiny@3f2a", Level.OK),
+        ("model_service: vocabulary", "mm-tiny@3f2a", Level.WARN),
     ]
 
 

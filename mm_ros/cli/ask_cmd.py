@@ -60,7 +60,8 @@ def register(subparsers: Any) -> None:
         "--task",
         default="",
         metavar="TASK",
-        help=f"{' | '.join(t.value for t in Task)} (default: from a [task] prefix, else vqa)",
+        help=f"{' | '.join(t.value for t in Task)} "
+        "(default: from a [task] prefix, else inferred from the words)",
     )
     ask.add_argument(
         "--modalities",
@@ -273,6 +274,10 @@ def describe(value: AnswerValue) -> str:
         lines.append("bearings:")
         lines.extend(f"  {b.label or 'object'}  {_where(b)}" for b in others)
     lines.extend(f"warning: {warning}" for warning in value.warnings)
+    if value.unknown_words:
+        lines.append(f"words this model does not know: {', '.join(value.unknown_words)}")
+    if value.task:
+        lines.append(f"task: {value.task}")
     if value.latency_s:
         stages = ", ".join(f"{stage} {seconds * 1000:.0f} ms" for stage, seconds in value.latency_s)
         lines.append(f"latency: {stages}")

@@ -3,6 +3,9 @@
 Every question goes through the model service's own `AnswerEngine`, with snapshots cut from
 sensor windows filled with the world's frames, audio and IMU, so the whole inference chain is
 measured. Writes ``eval.md`` and ``eval.json`` into ``--out``.
+
+``--phrasings FILE`` asks a person's own templates (YAML, kind → list of templates) in the
+second column instead of the held-out ones; `PHRASINGS_HELP` lists the kinds and their slots.
 """
 
 from __future__ import annotations
@@ -14,6 +17,17 @@ from pathlib import Path
 from mm_ros.core.errors import ConfigError
 
 EXIT_OK = 0
+PHRASINGS_HELP = (
+    "YAML file of your own question templates, kind -> list of templates, asked as written "
+    "(no [task] typed: the service reads it from the words) on the same held-out seeds; its "
+    "column replaces the unseen one. Kinds and slots: spatial (where is X? -> left/centre/"
+    "right): {object}, the bare name, e.g. 'where is the {object}?'; spatial-list (what is on "
+    "my left?): {side}, 'on my left' / 'in front of me' / 'on my right'; grounding (a box asked "
+    "in plain words): {object}; audio (what did I just hear?): none; motion (how am I "
+    "moving?): none; absent (an object not in view: right when it says it does not see it): "
+    "{object}. Also the training generator's slots: {the} {a} {side} {sideword} in the object "
+    "kinds, {sound1} {sound2} in audio. Kinds left out get no cell"
+)
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -23,10 +37,16 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument("--out", type=Path, default=Path("runs/eval"), help="report folder")
     parser.add_argument("--episodes", type=int, help="held-out episodes (default 40)")
     # None: EvalConfig's defaults (not imported here: `mm-ros --help` stays fast)
-    parser.add_argument("--per-kind", type=int, help="questions per kind (default 200)")
     parser.add_argument(
-        "--unseen-per-kind", type=int, help="questions per kind, unseen phrasings (default 100)"
+        "--per-kind", type=int, help="questions per kind, training templates (default 200)"
     )
+    parser.add_argument(
+        "--unseen-per-kind",
+        type=int,
+        help="questions per kind, held-out templates never trained on, or the --phrasings "
+        "file's (default 100)",
+    )
+    parser.add_argument("--phrasings", type=Path, metavar="FILE", help=PHRASINGS_HELP)
     parser.add_argument(
         "--device",
         default="auto",
@@ -46,7 +66,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 def cmd_eval(args: argparse.Namespace) -> int:
     """Evaluate, print the table, write the report."""
     from mm_ros.llm.backends.base import BackendConfig
-    from mm_ros.train.evaluate import EvalConfig, evaluate_backend, write_report
+    from mm_ros.train.evaluate import EvalConfig, evaluate_backend, load_phrasings, write_report
 
     given = {
         name: value
@@ -64,7 +84,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
         )
     if args.threads < 0:
         raise ConfigError(f"--threads must be >= 0 (0: torch's default), found {args.threads}")
-    config = replace(EvalConfig(), **given)
+    phrasings = load_phrasings(args.phrasings) if args.phrasings is not None else None
+    config = replace(EvalConfig(), **given, phrasings=phrasings)
     if args.threads:
         import torch
 

@@ -57,7 +57,7 @@ class AnswerValue:
     """Exactly one of these ends every query: an answer, or ``error`` saying why there is none."""
 
     question: str
-    task: str  # vqa | caption | grounding | refer | detection | identify
+    task: str  # the task used: given, from a [task] prefix, or inferred (`core.intent`)
     text: str = ""  # answer without box markup
     raw_text: str = ""  # exactly what the language model wrote
     detections: tuple[Detection, ...] = ()
@@ -74,6 +74,8 @@ class AnswerValue:
     error: str = ""  # empty on success
     rejected_boxes: tuple[str, ...] = field(default=())  # box markup the parser refused, and why
     warnings: tuple[str, ...] = ()  # modalities with stale or no data (core.freshness)
+    # question words the model's tokenizer does not know (never learnt; pieces or <unk>)
+    unknown_words: tuple[str, ...] = field(default=())
 
     @property
     def ok(self) -> bool:

@@ -16,6 +16,7 @@ Node-facing API (names as in nodes/model_service.py)::
         batch_before=previous_batch_figures,                # None on the first period
         gpu=GpuMemory("cuda:0", allocated, reserved, total, free),  # torch.cuda; None on CPU
         last_answer=LastAnswer.from_answer(last_answer) if last_answer else None,
+        words=WordFigures(questions, with_unknown, recent_unknown, last_unknown),
         limits=DiagnosticLimits(),
     )
     # -> list[Entry]; nodes.diagnostics.diagnostic_array(entries, now_ns) -> DiagnosticArray
@@ -178,6 +179,16 @@ class LastAnswer:
     def from_answer(cls, answer: AnswerValue) -> LastAnswer:
         """Figures of an ``AnswerValue`` (its ``latency_s`` stages, tokens and error)."""
         return cls(dict(answer.latency_s), answer.generated_tokens, answer.error)
+
+
+@dataclass(frozen=True)
+class WordFigures:
+    """Question words the model's tokenizer did not know (`AnswerValue.unknown_words`)."""
+
+    questions: int  # answered since the node started
+    with_unknown: int  # of those, questions with at least one unknown word
+    recent: tuple[str, ...] = ()  # the latest distinct unknown words, oldest first
+    last: tuple[str, ...] = ()  # the unknown words of the last question
 
 
 @dataclass(frozen=True)
@@ -354,6 +365,44 @@ def drops_health(
     return Health(Level.OK, f"no input dropped in the last period ({total} since start)", values)
 
 
+RECENT_WORDS = 20  # distinct unknown words kept for /diagnostics
+
+
+def counted_words(before: WordFigures, unknown: tuple[str, ...]) -> WordFigures:
+    """Return ``before`` with one more question, whose unknown words were ``unknown``."""
+    recent = [w for w in before.recent if w not in unknown] + list(unknown)
+    return WordFigures(
+        before.questions + 1,
+        before.with_unknown + int(bool(unknown)),
+        tuple(recent[-RECENT_WORDS:]),
+        unknown,
+    )
+
+
+def vocabulary_health(words: WordFigures) -> Health:
+    """WARN when the last question held words the model does not know, naming them."""
+    values = {
+        "questions": str(words.questions),
+        "questions_with_unknown_words": str(words.with_unknown),
+        "recent_unknown_words": " ".join(words.recent),
+    }
+    if words.last:
+        message = (
+            f"last question had words this model does not know: {', '.join(words.last)} "
+            f"({words.with_unknown} of {words.questions} questions so far); they reach it as "
+            "pieces or <unk>: ask with words it knows, or train it with them"
+        )
+        return Health(Level.WARN, message, values)
+    if not words.questions:
+        return Health(Level.OK, "no question yet", values)
+    return Health(
+        Level.OK,
+        f"every word of the last question known ({words.with_unknown} of {words.questions} "
+        "questions had unknown words)",
+        values,
+    )
+
+
 def model_service_entries(
     node: str,
     *,
@@ -365,6 +414,7 @@ def model_service_entries(
     batch_before: BatchFigures | None = None,
     gpu: GpuMemory | None = None,
     last_answer: LastAnswer | None = None,
+    words: WordFigures | None = None,
     limits: DiagnosticLimits | None = None,
 ) -> list[Entry]:
     """Every entry of one model-service period (``None`` figures are left out)."""
@@ -384,4 +434,6 @@ def model_service_entries(
     if gpu is not None:
         out.append(Entry(f"{node}: gpu memory", gpu.device, gpu_health(gpu, limits)))
     out.append(Entry(f"{node}: latency", model_id, latency_health(last_answer, limits)))
+    if words is not None:
+        out.append(Entry(f"{node}: vocabulary", model_id, vocabulary_health(words)))
     return out

@@ -3,7 +3,9 @@
 The language-model layer turns text segments into token embeddings and splices the adapter
 tokens in place of each modality block; this module knows nothing about tokenizers (as
 nanochat's engine knows nothing about tokenization). Task identifiers follow MiniGPT-v2:
-``[vqa] [caption] [grounding] [refer] [detection] [identify]``.
+``[vqa] [caption] [grounding] [refer] [detection] [identify]``; mm_ros adds ``[spatial]``
+``[audio]`` ``[motion]`` for models trained with them (``PromptConfig.tasks`` says which a model
+knows). A question without a task gets one inferred from its words (`mm_ros.core.intent`).
 """
 
 from __future__ import annotations
@@ -24,6 +26,10 @@ class Task(enum.Enum):
     REFER = "refer"
     DETECTION = "detection"
     IDENTIFY = "identify"
+    # mm_ros's own, for questions whose kind the words give away (`mm_ros.core.intent`)
+    SPATIAL = "spatial"  # where is X? what is on my left?
+    AUDIO = "audio"  # what did I just hear?
+    MOTION = "motion"  # how am I moving?
 
     @property
     def identifier(self) -> str:
@@ -31,6 +37,8 @@ class Task(enum.Enum):
         return f"[{self.value}]"
 
 
+# The identifiers MiniGPT-v2 was trained with: what a model knows unless its prompt says more.
+MINIGPT_TASKS = ("vqa", "caption", "grounding", "refer", "detection", "identify")
 MODALITY_MARKERS = {  # open / close marker tokens added to the tokenizer
     "image": ("<Img>", "</Img>"),
     "video": ("<Video>", "</Video>"),
@@ -90,6 +98,9 @@ class PromptConfig:
     user_open: str = "[INST]"  # used only when the tokenizer has no chat template
     user_close: str = "[/INST]"
     modality_order: tuple[str, ...] = ("image", "video", "audio", "imu")
+    # Task identifiers the model was trained with; a task is inferred only among these, and a
+    # question asking for another is refused (its identifier would be an unknown token).
+    tasks: tuple[str, ...] = MINIGPT_TASKS
 
     def __post_init__(self) -> None:
         unknown = set(self.modality_order) - set(MODALITY_MARKERS)
@@ -98,6 +109,9 @@ class PromptConfig:
                 f"modality_order has unknown modalities {sorted(unknown)}; known: "
                 f"{sorted(MODALITY_MARKERS)}"
             )
+        known = {t.value for t in Task}
+        if not self.tasks or set(self.tasks) - known:
+            raise ConfigError(f"tasks: expected some of {sorted(known)}, found {list(self.tasks)}")
 
 
 def build_segments(

@@ -34,13 +34,14 @@ from mm_ros.core.boxes import parse_boxes, streamed_text
 from mm_ros.core.errors import ConfigError, QueryError, TokenSpaceMismatchError
 from mm_ros.core.freshness import freshness_warnings
 from mm_ros.core.grounding import bearings, source_detections
-from mm_ros.core.prompt import split_task
+from mm_ros.core.intent import resolve_task
 from mm_ros.core.scheduler import FAILED, stop_message
 from mm_ros.core.sensors import Modality as SensorModality
 from mm_ros.llm.assembly import assemble
 from mm_ros.llm.batching import DecodeLoop
 from mm_ros.llm.generation import GenerationConfig, Generator
 from mm_ros.llm.prefix_cache import PrefixCache
+from mm_ros.llm.tokens import VocabularyCheck
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
@@ -68,7 +69,7 @@ class Query:
     """One question, as the Ask action's goal carries it (0 / empty = service default)."""
 
     question: str
-    task: str = ""  # "" = the question's [task] prefix, else vqa
+    task: str = ""  # "" = the question's [task] prefix, else inferred from its words
     modalities: tuple[str, ...] = ()  # () = every modality with an adapter and data
     at_ns: int | None = None  # answer about the world at this stamp; None = newest data
     window_s: float = 0.0  # audio / IMU history; 0 = what each adapter was trained on
@@ -143,6 +144,7 @@ class AnswerEngine:
         self._blocks: collections.OrderedDict[tuple[Any, ...], Block] = collections.OrderedDict()
         # one adapter run at a time (a TensorRT context serves one thread), and the block cache
         self._lock = threading.Lock()
+        self.vocabulary = VocabularyCheck(backend.tokenizer)
 
     @property
     def model_id(self) -> str:
@@ -252,7 +254,8 @@ class AnswerEngine:
         started: float,
         now_ns: int | None,
     ) -> AnswerValue:
-        task, text = split_task(query.question, query.task)
+        choice = resolve_task(query.question, query.task, self.backend.prompt.tasks)
+        task, text = choice.task, choice.text
         if not text:
             raise ConfigError("empty question: expected some text after the task identifier")
         if on_partial is not None:
@@ -352,6 +355,7 @@ class AnswerEngine:
             error=error,
             rejected_boxes=rejected,
             warnings=warnings,
+            unknown_words=self.vocabulary(text),
         )
 
     def _input_size(self) -> int:

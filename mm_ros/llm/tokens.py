@@ -1,12 +1,20 @@
-"""Tokenizers: the marker tokens every backend needs, and the word-level tokenizer of mm-tiny.
+"""Tokenizers: marker tokens, the word tokenizers of tiny models, and the unknown-word check.
+
+Every backend needs the modality marker tokens. `VocabularyCheck` says which words of a question
+a model's tokenizer does not know.
 
 A word-level tokenizer keeps tiny models tiny: each word, punctuation mark and ``<...>`` tag of
-the training answers is one token, so a few hundred rows of embeddings cover the whole world.
+the training texts is one token, so a few hundred rows of embeddings cover the whole world. The
+word-piece variant (mm-tiny) keeps that, and writes a word it does not hold as the longest known
+word it starts with plus ``##`` pieces ("spheres" → ``sphere ##s``, "rigth" → ``r ##i ##g ##t
+##h``) instead of one ``<unk>``.
 """
 
 from __future__ import annotations
 
 import logging
+import re
+import string
 from typing import TYPE_CHECKING, Any
 
 from mm_ros.core.prompt import marker_tokens
@@ -19,6 +27,12 @@ log = logging.getLogger(__name__)
 PAD, UNK, BOS, EOS = "<pad>", "<unk>", "<s>", "</s>"
 # One token per <tag> (markers, box numbers such as <37>, [task] identifiers), word or mark.
 WORD_PATTERN = r"<[^<>\s]+>|\[[a-z]+\]|[A-Za-z0-9_']+|[^\sA-Za-z0-9_']"
+_PLAIN_WORD = re.compile(r"[\w']+")
+_TAGS = re.compile(r"<[^<>\s]+>|\[[a-z]+\]")
+# Pieces every word can be spelt with (word-piece tokenizers): letters, digits and the
+# apostrophe, each as a word start and as a ``##`` continuation, and common English endings.
+PIECE_CHARACTERS = string.ascii_lowercase + string.digits + "'_"
+PIECE_ENDINGS = ("s", "es", "ed", "ing", "ly", "er", "est", "'s", "n't")
 
 
 def word_level_tokenizer(words: Iterable[str], special: Iterable[str] = ()) -> Any:
@@ -48,6 +62,77 @@ def word_level_tokenizer(words: Iterable[str], special: Iterable[str] = ()) -> A
         eos_token=EOS,
         additional_special_tokens=[s for s in specials if s not in {PAD, UNK, BOS, EOS}],
     )
+
+
+def word_piece_tokenizer(words: Iterable[str], special: Iterable[str] = ()) -> Any:
+    """Return a ``PreTrainedTokenizerFast`` over ``words`` that spells unknown words in pieces.
+
+    Ids as `word_level_tokenizer` gives them (special tokens, then ``words``), then the pieces:
+    every character of `PIECE_CHARACTERS` as a word start and as ``##`` continuation, and the
+    ``##`` endings of `PIECE_ENDINGS`. A word of the vocabulary is one token; another word is
+    its longest known start plus continuations (WordPiece), so only characters outside the
+    pieces become ``<unk>``.
+    """
+    from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    specials = list(dict.fromkeys([PAD, UNK, BOS, EOS, *marker_tokens(), *special]))
+    vocab: dict[str, int] = {}
+    pieces = [*PIECE_CHARACTERS, *(f"##{c}" for c in PIECE_CHARACTERS)]
+    pieces += [f"##{e}" for e in PIECE_ENDINGS]
+    for token in [*specials, *(w.lower() for w in words), *pieces]:
+        vocab.setdefault(token, len(vocab))
+    core = Tokenizer(models.WordPiece(vocab=vocab, unk_token=UNK, max_input_chars_per_word=64))
+    core.normalizer = normalizers.Lowercase()
+    core.pre_tokenizer = pre_tokenizers.Sequence(
+        [pre_tokenizers.WhitespaceSplit(), pre_tokenizers.Split(Regex(WORD_PATTERN), "isolated")]
+    )
+    core.decoder = decoders.WordPiece(prefix="##", cleanup=False)
+    return PreTrainedTokenizerFast(  # type: ignore[no-untyped-call]
+        tokenizer_object=core,
+        pad_token=PAD,
+        unk_token=UNK,
+        bos_token=BOS,
+        eos_token=EOS,
+        additional_special_tokens=[s for s in specials if s not in {PAD, UNK, BOS, EOS}],
+    )
+
+
+class VocabularyCheck:
+    """Say which words of a question a model's tokenizer does not know.
+
+    For a tokenizer with a word vocabulary (word-level, word-piece: the tiny models) a word is
+    unknown when it is not one token of that vocabulary: the model never learnt it, whether it
+    becomes ``<unk>`` or pieces. For any other tokenizer (byte-level BPE of a real LLM: every
+    word can be spelt) a word is unknown when its tokens include ``<unk>``. Built once per
+    loaded model: it reads the vocabulary once.
+    """
+
+    def __init__(self, tokenizer: Any) -> None:
+        self.tokenizer = tokenizer
+        backend = getattr(tokenizer, "backend_tokenizer", None)
+        kind = type(backend.model).__name__ if backend is not None else ""
+        self.word_vocabulary = kind in {"WordLevel", "WordPiece"}
+        self.vocab = frozenset(tokenizer.get_vocab()) if self.word_vocabulary else frozenset()
+        self.unk_id = tokenizer.unk_token_id
+
+    def __call__(self, text: str) -> tuple[str, ...]:
+        """Return the unknown words of ``text``, lower-cased, in order, each once."""
+        out: list[str] = []
+        for word in _PLAIN_WORD.findall(_TAGS.sub(" ", text)):
+            key = word.lower()
+            if key in out or not self._unknown(word, key):
+                continue
+            out.append(key)
+        return tuple(out)
+
+    def _unknown(self, word: str, key: str) -> bool:
+        if self.word_vocabulary:
+            return key not in self.vocab and word not in self.vocab
+        if self.unk_id is None:
+            return False
+        ids = self.tokenizer(word, add_special_tokens=False)["input_ids"]
+        return int(self.unk_id) in ids
 
 
 def ensure_marker_tokens(tokenizer: Any, model: Any) -> list[str]:

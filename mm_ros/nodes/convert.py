@@ -144,6 +144,7 @@ def answer(value: AnswerValue) -> dict[str, Any]:
         "model_id": value.model_id,
         "error": value.error,
         "warnings": list(value.warnings),
+        "unknown_words": list(value.unknown_words),
     }
 
 
@@ -211,4 +212,5 @@ def answer_value(message: Any) -> AnswerValue:
         model_id=str(message.model_id),
         error=str(message.error),
         warnings=tuple(str(w) for w in message.warnings),
+        unknown_words=tuple(str(w) for w in message.unknown_words),
     )

@@ -23,6 +23,8 @@ from mm_ros.core.diagnostics import (
     LastAnswer,
     ModelFigures,
     QueueFigures,
+    WordFigures,
+    counted_words,
     model_service_entries,
 )
 from mm_ros.core.embeddings import decode_tokens
@@ -239,6 +241,7 @@ class ServiceCore:
         }
         self.remote_rejected: collections.Counter[str] = collections.Counter()
         self.last_answer: AnswerValue | None = None
+        self.words = WordFigures(0, 0)  # unknown question words, for /diagnostics
         self._closed_stats: SchedulerStats | None = None
         self._queue_before: QueueFigures | None = None
         self._batch_before: BatchFigures | None = None
@@ -410,6 +413,7 @@ class ServiceCore:
         )
         with self._lock:
             self.last_answer = answer
+            self.words = counted_words(self.words, answer.unknown_words)
         return answer
 
     def _catch_up(
@@ -560,7 +564,7 @@ class ServiceCore:
             }
             queue = replace(queue, rejected=rejected)
         with self._lock:
-            last = self.last_answer
+            last, words = self.last_answer, self.words
         entries = model_service_entries(
             node,
             model=model,
@@ -571,6 +575,7 @@ class ServiceCore:
             batch_before=self._batch_before,
             gpu=gpu,
             last_answer=LastAnswer.from_answer(last) if last is not None else None,
+            words=words,
         )
         self._queue_before = queue
         self._batch_before = batch

@@ -18,7 +18,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from mm_ros.core.errors import ConfigError
+from mm_ros.core.intent import infer_task
 from mm_ros.core.preprocessing import prepare_audio, preprocess_image, resample_imu
+from mm_ros.core.prompt import Task
 from mm_ros.core.sensors import Modality
 from mm_ros.core.windows import (
     AudioWindow,
@@ -30,11 +32,11 @@ from mm_ros.core.windows import (
 )
 from mm_ros.sim.sound import Sound
 from mm_ros.sim.world import NS_PER_S, FrameTruth, World, WorldConfig
-from mm_ros.train import tasks
+from mm_ros.train import phrasing, tasks
 from mm_ros.train.tasks import Kind
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Mapping, Sequence
     from pathlib import Path
 
     from numpy.typing import NDArray
@@ -45,7 +47,7 @@ if TYPE_CHECKING:
 TRAIN_SEED_BASE = 1_000
 HELDOUT_SEED_BASE = 900_000
 IMAGE_SPAN_S = 2.0 / 30.0  # the newest frame is used: two frame periods at 30 Hz find it
-CACHE_VERSION = 2  # 2: objects per snapshot (token-space alignment)
+CACHE_VERSION = 3  # 2: objects per snapshot (token-space alignment); 3: phrasing generator
 
 
 def train_seeds(count: int) -> tuple[int, ...]:
@@ -65,8 +67,10 @@ class DataConfig:
     seeds: tuple[int, ...]
     snapshots_per_episode: int = 30
     duration_s: float = 30.0  # 30 s episodes: many scenes for the same rendering time
-    unseen_phrasings: bool = False  # True: only the phrasings training never uses
-    absent_share: float = 0.15  # 'where is X?' about an object out of view (training only)
+    unseen_phrasings: bool = False  # True: only the held-out templates (`phrasing.HELD_OUT`)
+    # A question about an object out of view ('where is X?', 'find X') in this share of the
+    # snapshots (the answer: "i do not see the X.").
+    absent_share: float = 0.3
     # An object is "clear" (asked about) when this much of it shows and its box is this big:
     # smaller ones are a few pixels at the model's input, and labelling them is a coin toss.
     min_visible: float = 0.6
@@ -83,6 +87,9 @@ class DataConfig:
     # one drawn at random: questions about one snapshot share its prompt prefix in training,
     # so more of them are cheap. Off by default (the shipped recipe and the held-out set).
     every_object: bool = False
+    # 'what is on my left?' about every side (not one drawn at random): three times the list
+    # answers, and as many about crowded sides as the snapshots hold.
+    every_side: bool = False
 
     def __post_init__(self) -> None:
         if not self.seeds:
@@ -232,8 +239,11 @@ class Example:
     task: str  # core.prompt.Task value
     question: str  # without the task identifier
     answer: str
-    unseen: bool  # phrasing never used in training
+    unseen: bool  # not asked with the training templates (held-out ones, or a user's file)
     truth: dict[str, Any] = field(default_factory=dict)
+    # True: the asker gives the task ([grounding] where is X?); False: the service infers it
+    # from the words (`core.intent`), as for "find X" or "what is on my left?".
+    typed: bool = False
 
 
 def shown_enough(
@@ -289,10 +299,6 @@ def _chosen(items: list[Any], rng: np.random.Generator, config: DataConfig) -> l
     return [items[int(rng.integers(len(items)))]]
 
 
-def _pick(rng: np.random.Generator, options: tuple[str, ...]) -> str:
-    return options[int(rng.integers(len(options)))]
-
-
 def _audio_truth(world: World, t_ns: int, config: DataConfig) -> str | None:
     """Return the answer to 'what did I just hear?' at ``t_ns`` (episode time), or None."""
     events = world.events
@@ -308,6 +314,9 @@ def _audio_truth(world: World, t_ns: int, config: DataConfig) -> str | None:
     return None
 
 
+TYPED_GROUNDING_SHARE = 0.5  # box questions asked as "[grounding] where is X?" (else plain)
+
+
 def questions_for(  # noqa: PLR0912, PLR0915 - one block per question kind
     world: World,
     index: int,
@@ -316,71 +325,142 @@ def questions_for(  # noqa: PLR0912, PLR0915 - one block per question kind
     rng: np.random.Generator,
     *,
     snap: int,
+    templates: Mapping[Kind, Sequence[str]] | None = None,
 ) -> list[Example]:
-    """Every question that has a clear answer at frame ``index``."""
-    phrasings = tasks.UNSEEN_PHRASINGS if config.unseen_phrasings else tasks.PHRASINGS
+    """Every question that has a clear answer at frame ``index``.
+
+    ``templates``: a person's own phrasings by kind (`evaluate.load_phrasings`) instead of the
+    generator's, asked as written with their slots filled from the truth (``{object}``: the bare
+    name, ``{side}``: the side's plain phrase, "on my left"); kinds without templates are not
+    asked, and no task is typed (the service reads it from the words).
+    """
+    held = config.unseen_phrasings or templates is not None
     width, height = world.config.width_px, world.config.height_px
     half = world.config.centre_half_width_deg
     t = world.frame_time_ns(index)
     seed = world.config.seed
     out: list[Example] = []
 
-    def add(kind: Kind, question: str, answer: str, **truth_fields: Any) -> None:
+    def add(
+        kind: Kind, question: str, answer: str, *, typed: bool = False, task: str = "",
+        **truth_fields: Any,
+    ) -> None:  # fmt: skip
         out.append(
             Example(
                 snap,
                 seed,
                 index,
                 kind.value,
-                tasks.TASK_OF[kind].value,
+                task or tasks.TASK_OF[kind].value,
                 question,
                 answer,
-                config.unseen_phrasings,
+                held,
                 truth_fields,
+                typed,
             )
         )
 
     in_view = [o for o in truth.objects if o.in_view]
+    names = [o.name for o in in_view]
     clear = [o for o in in_view if _clear(o, config)]
+
+    def called(obj: Any, article: str = "the") -> str:
+        """Name the asked object fully, or by shape or colour alone when that is unique."""
+        if rng.random() < phrasing.PARTIAL_SHARE:
+            partial = phrasing.partial_phrase(obj.name, names, rng, article=article)
+            if partial is not None:
+                return partial
+        return phrasing.object_phrase(obj.name, rng, article=article)
+
+    def side_said(side: str) -> str:
+        """Say ``side``: one of many ways, or the plain one for a person's templates."""
+        if templates is not None:
+            return phrasing.SIDE_PHRASES[side][0]
+        return phrasing.side_phrase(side, rng)
+
+    def where_slots(obj: Any) -> dict[str, str]:
+        side = ("left", "centre", "right")[int(rng.integers(3))]
+        return {
+            "object": obj.name,
+            "the": called(obj),
+            "a": called(obj, "a"),
+            "side": side_said(side),
+            "sideword": ("left", "right")[int(rng.integers(2))],
+        }
+
+    def question(kind: Kind, **slots: str) -> str | None:
+        """Ask ``kind``: the generator's question, or one of ``templates`` (None: not asked)."""
+        if templates is None:
+            return phrasing.ask(kind, rng, held_out=held, **slots).text
+        if kind not in templates:
+            return None
+        options = templates[kind]  # asked as written: only the slots filled
+        return phrasing.realise(options[int(rng.integers(len(options)))], slots, rng, plain=True)
+
     # where is X? -> side
     sided = [o for o in clear if not _near_boundary(o, half, config.side_margin_deg)]
-    if sided and rng.random() >= config.absent_share:
-        for obj in _chosen(sided, rng, config):
-            q = _pick(rng, phrasings[Kind.SIDE]).format(obj=obj.name)
+    for obj in _chosen(sided, rng, config):
+        q = question(Kind.SIDE, **where_slots(obj))
+        if q is not None:
             add(Kind.SIDE, q, tasks.side_answer(obj.name, obj.side.value), name=obj.name,
                 side=obj.side.value)  # fmt: skip
-    elif config.absent_share > 0:
-        seen = {o.name for o in in_view}
-        absent = [n for n in tasks.OBJECT_NAMES if n not in seen]
+    # questions about what is not there: an object out of view, asked where it is or for its box
+    if config.absent_share > 0 and rng.random() < config.absent_share:
+        absent = [n for n in tasks.OBJECT_NAMES if n not in names]
         name = absent[int(rng.integers(len(absent)))]
-        q = _pick(rng, phrasings[Kind.SIDE]).format(obj=name)
-        add(Kind.SIDE, q, tasks.side_answer(name, None), name=name, side="none")
+        slots = {
+            "object": name,
+            "the": phrasing.object_phrase(name, rng),
+            "a": phrasing.object_phrase(name, rng, article="a"),
+            "side": side_said(("left", "centre", "right")[int(rng.integers(3))]),
+            "sideword": ("left", "right")[int(rng.integers(2))],
+        }
+        how = int(rng.integers(3))  # where is X? | [grounding] where is X? | find X
+        if templates is not None:  # as a person asks: where is X? or find X, read from the words
+            q = question(Kind.ABSENT, **slots)
+            how = 2 if q is not None and infer_task(q) is Task.GROUNDING else 0
+        else:
+            kind_of = Kind.GROUNDING if how == 2 else Kind.ABSENT  # noqa: PLR2004
+            q = question(kind_of, **slots)
+        task = Task.SPATIAL if how == 0 else Task.GROUNDING
+        if q is not None:
+            add(Kind.ABSENT, q, tasks.side_answer(name, None), typed=how == 1, task=task.value,
+                name=name, side="none", asked=("where", "typed", "plain")[how])  # fmt: skip
     # what is on my left? -> the clear objects there (skipped when one is borderline)
-    side = ("left", "centre", "right")[int(rng.integers(3))]
-    there = [o for o in in_view if o.side.value == side]
-    unclear = [
-        o
-        for o in in_view
-        if (o.side.value == side and not _clear(o, config))
-        or _near_boundary(o, half, config.side_margin_deg)
-    ]
-    if not unclear:
-        names = [o.name for o in sorted(there, key=lambda o: -o.azimuth_deg)]
-        q = _pick(rng, phrasings[Kind.LIST]).format(where=tasks.WHERE[side])
-        add(Kind.LIST, q, tasks.listing(names), side=side, names=names)
+    sides = ["left", "centre", "right"]
+    if not config.every_side:
+        sides = [sides[int(rng.integers(3))]]
+    for side in sides:
+        there = [o for o in in_view if o.side.value == side]
+        unclear = [
+            o
+            for o in in_view
+            if (o.side.value == side and not _clear(o, config))
+            or _near_boundary(o, half, config.side_margin_deg)
+        ]
+        if unclear:
+            continue
+        listed = [o.name for o in sorted(there, key=lambda o: -o.azimuth_deg)]
+        q = question(Kind.LIST, side=side_said(side))
+        if q is not None:
+            add(Kind.LIST, q, tasks.listing(listed), side=side, names=listed)
     boxable = [o for o in clear if _boxable(o, config)]
     if boxable:
         for obj in _chosen(boxable, rng, config):
             percent = tasks.percent_box(_box(obj), width, height)
-            q = _pick(rng, phrasings[Kind.GROUNDING]).format(obj=obj.name)
-            add(Kind.GROUNDING, q, tasks.grounded(obj.name, percent), name=obj.name,
-                box_px=[float(v) for v in _box(obj)], percent=list(percent),
-                others=_other_boxes(in_view, obj))  # fmt: skip
+            # typed: "[grounding] where is X?"; a person's templates: their own words only
+            typed = rng.random() < TYPED_GROUNDING_SHARE and templates is None
+            q = question(Kind.SIDE if typed else Kind.GROUNDING, **where_slots(obj))
+            if q is not None:
+                add(Kind.GROUNDING, q, tasks.grounded(obj.name, percent), typed=typed,
+                    name=obj.name, box_px=[float(v) for v in _box(obj)], percent=list(percent),
+                    others=_other_boxes(in_view, obj))  # fmt: skip
         for obj in _chosen(boxable, rng, config):
             percent = tasks.percent_box(_box(obj), width, height)
-            q = _pick(rng, phrasings[Kind.IDENTIFY]).format(box=tasks.box_markup(percent))
-            add(Kind.IDENTIFY, q, tasks.identify_answer(obj.name), name=obj.name,
-                box_px=[float(v) for v in _box(obj)])  # fmt: skip
+            q = question(Kind.IDENTIFY, box=tasks.box_markup(percent))
+            if q is not None:
+                add(Kind.IDENTIFY, q, tasks.identify_answer(obj.name), name=obj.name,
+                    box_px=[float(v) for v in _box(obj)])  # fmt: skip
         # refer: an expression that picks exactly one object in view
         refs = []
         for obj in boxable:
@@ -395,18 +475,25 @@ def questions_for(  # noqa: PLR0912, PLR0915 - one block per question kind
                 refs.append((f"the object {tasks.SIDE_TEXT[obj.side.value]}", obj))
         for ref, obj in _chosen(refs, rng, config):
             percent = tasks.percent_box(_box(obj), width, height)
-            q = _pick(rng, phrasings[Kind.REFER]).format(ref=ref)
-            add(Kind.REFER, q, tasks.grounded(obj.name, percent), name=obj.name,
-                box_px=[float(v) for v in _box(obj)], percent=list(percent),
-                others=_other_boxes(in_view, obj))  # fmt: skip
+            q = question(Kind.REFER, ref=ref)
+            if q is not None:
+                add(Kind.REFER, q, tasks.grounded(obj.name, percent), typed=True, name=obj.name,
+                    box_px=[float(v) for v in _box(obj)], percent=list(percent),
+                    others=_other_boxes(in_view, obj))  # fmt: skip
     sound = _audio_truth(world, t, config)
     if sound is not None:
-        q = _pick(rng, phrasings[Kind.AUDIO])
-        add(Kind.AUDIO, q, tasks.SOUND_TEXT[Sound(sound)], sound=sound)
+        other = [s for s in phrasing.HEARD_NAMES if s != sound]
+        named = sound if sound in phrasing.HEARD_NAMES else other.pop()
+        pair = [named, other[int(rng.integers(len(other)))]]
+        first = int(rng.integers(2))
+        q = question(Kind.AUDIO, sound1=pair[first], sound2=pair[1 - first])
+        if q is not None:
+            add(Kind.AUDIO, q, tasks.SOUND_TEXT[Sound(sound)], sound=sound)
     stable = world.trajectory.motion_at(t - round(config.motion_stable_s * NS_PER_S))
     if stable is truth.motion and t >= config.motion_stable_s * NS_PER_S:
-        q = _pick(rng, phrasings[Kind.MOTION])
-        add(Kind.MOTION, q, tasks.MOTION_TEXT[truth.motion], motion=truth.motion.value)
+        q = question(Kind.MOTION)
+        if q is not None:
+            add(Kind.MOTION, q, tasks.MOTION_TEXT[truth.motion], motion=truth.motion.value)
     # caption (stage 1): the clear objects with their sides, the sound if clear, the motion
     parts = [f"the {o.name} {tasks.SIDE_TEXT[o.side.value]}" for o in clear]
     sight = "i see " + (" and ".join(parts) if parts else "nothing") + "."
@@ -414,7 +501,9 @@ def questions_for(  # noqa: PLR0912, PLR0915 - one block per question kind
     if sound is not None:
         heard = " " + tasks.SOUND_TEXT[Sound(sound)]
     caption = sight + heard + " " + tasks.MOTION_TEXT[truth.motion]
-    add(Kind.CAPTION, _pick(rng, phrasings[Kind.CAPTION]), caption)
+    q = question(Kind.CAPTION)
+    if q is not None:
+        add(Kind.CAPTION, q, caption, typed=True)
     return out
 
 
@@ -476,15 +565,22 @@ def world_config(seed: int, config: DataConfig) -> WorldConfig:
     return WorldConfig(seed=seed, duration_s=config.duration_s)
 
 
-def examples_only(config: DataConfig) -> list[Example]:
-    """Return the questions `build_dataset` makes for ``config``, without model inputs."""
+def examples_only(
+    config: DataConfig, templates: Mapping[Kind, Sequence[str]] | None = None
+) -> list[Example]:
+    """Return the questions `build_dataset` makes for ``config``, without model inputs.
+
+    ``templates``: a person's own phrasings instead of the generator's (`questions_for`).
+    """
     examples: list[Example] = []
     for seed in config.seeds:
         world = World(world_config(seed, config))
         rng = np.random.default_rng([seed, 7, int(config.unseen_phrasings)])
         for index in snapshot_frames(world, config.snapshots_per_episode, rng, config):
             truth = world.frame(index).truth
-            examples.extend(questions_for(world, index, truth, config, rng, snap=-1))
+            examples.extend(
+                questions_for(world, index, truth, config, rng, snap=-1, templates=templates)
+            )
     return examples
 
 

@@ -24,6 +24,7 @@ if TYPE_CHECKING:
 
 __all__ = ["IGNORE", "drop_words", "teacher_forcing_batch", "training_backend"]
 
+_LETTERS = "abcdefghijklmnopqrstuvwxyz"
 _PLAIN_WORD = re.compile(r"(?<![<\[{])\b[a-z][a-z']*\b(?![>\]])")
 
 
@@ -40,11 +41,24 @@ def training_backend(model: Any, tokenizer: Any, prompt: PromptConfig) -> Loaded
     )
 
 
-def drop_words(question: str, rng: np.random.Generator, p: float) -> str:
-    """Replace plain words of ``question`` with ``<unk>`` with probability ``p`` each."""
+def drop_words(question: str, rng: np.random.Generator, p: float, made_up: float = 0.0) -> str:
+    """Replace plain words of ``question``, each with probability ``p``.
+
+    A replaced word becomes ``<unk>``, or (``made_up`` of the time) a made-up word of 3-8
+    letters, which a word-piece tokenizer spells in pieces as it does a real user's unknown
+    word: the model learns to read past both.
+    """
     if p <= 0:
         return question
-    return _PLAIN_WORD.sub(lambda m: "<unk>" if rng.random() < p else m.group(0), question)
+
+    def replace(match: re.Match[str]) -> str:
+        if rng.random() >= p:
+            return match.group(0)
+        if rng.random() < made_up:
+            return "".join(rng.choice(list(_LETTERS), size=int(rng.integers(3, 9))))
+        return "<unk>"
+
+    return _PLAIN_WORD.sub(replace, question)
 
 
 def teacher_forcing_batch(

@@ -1,4 +1,4 @@
-"""mm-tiny's architecture: three small adapters and a small Llama over a word-level vocabulary.
+"""mm-tiny's architecture: three small adapters and a small Llama over a word vocabulary.
 
 Sizes are chosen for a 2-core CPU: a training step of 32 questions takes about a second, and
 the whole model is a few MB of safetensors.
@@ -26,7 +26,7 @@ from mm_ros.core.errors import ConfigError
 from mm_ros.core.preprocessing import ResizeMode
 from mm_ros.core.prompt import PromptConfig, Task, marker_tokens
 from mm_ros.llm.tokens import WORD_PATTERN
-from mm_ros.train import tasks
+from mm_ros.train import phrasing, tasks
 
 MODEL_NAME = "mm-tiny"
 # A short system text: the prompt is stored in mm_model.json, so the service lays out exactly
@@ -35,8 +35,8 @@ SYSTEM_TEXT = "You are the perception of a robot."
 
 
 def prompt_config() -> PromptConfig:
-    """Return mm-tiny's prompt settings (written to mm_model.json)."""
-    return PromptConfig(system_text=SYSTEM_TEXT)
+    """Return mm-tiny's prompt settings (written to mm_model.json), every task identifier."""
+    return PromptConfig(system_text=SYSTEM_TEXT, tasks=tuple(t.value for t in Task))
 
 
 @dataclass(frozen=True)
@@ -119,25 +119,23 @@ def adapter_specs(config: TinyConfig) -> dict[str, AdapterSpec]:
 
 
 def vocabulary(prompt: PromptConfig) -> list[str]:
-    """Every word of the system text, the training phrasings and the answers (lower-case).
+    """Every word of the system text, the training questions and the answers (lower-case).
 
-    Words that only the unseen phrasings use are left out on purpose: they become ``<unk>``,
-    which training also shows (word dropout), as a real user's new words would.
+    Words only the held-out templates use are left out on purpose: the tokenizer spells them
+    in pieces (`word_piece_tokenizer`), as it would a real user's new words, and the service
+    names them in the answer (``unknown_words``).
     """
-    texts = [prompt.system_text]
-    for phrasings in tasks.PHRASINGS.values():
-        texts += list(phrasings)
-    texts += list(tasks.WHERE.values()) + list(tasks.SIDE_TEXT.values())
+    texts = [prompt.system_text, *phrasing.training_texts()]
+    texts += list(tasks.SIDE_TEXT.values())
     texts += list(tasks.MOTION_TEXT.values()) + list(tasks.SOUND_TEXT.values())
     texts += list(tasks.OBJECT_NAMES)
     texts += ["i see nothing and the object on your", "the object", "i do not see the", "nothing."]
     texts += ["left centre right cube ball cone cylinder red green blue yellow purple orange"]
     pattern = re.compile(WORD_PATTERN)
     special = set(special_tokens(prompt)) | set(marker_tokens())
-    placeholder = re.compile(r"\{[a-z]+\}")  # {obj}, {where}, ... in the phrasings
     words: list[str] = ["{", "}"]  # around boxes in [identify] questions
     for text in texts:
-        for piece in pattern.findall(placeholder.sub(" ", text.lower())):
+        for piece in pattern.findall(text.lower()):
             if piece not in special:
                 words.append(piece)
     return list(dict.fromkeys(words))
@@ -159,10 +157,10 @@ def special_tokens(prompt: PromptConfig | None = None) -> list[str]:
 
 
 def build_tokenizer(prompt: PromptConfig) -> Any:
-    """Return the word-level tokenizer of mm-tiny."""
-    from mm_ros.llm.tokens import word_level_tokenizer
+    """Return mm-tiny's tokenizer: a word each, unknown words in pieces (`word_piece_tokenizer`)."""
+    from mm_ros.llm.tokens import word_piece_tokenizer
 
-    return word_level_tokenizer(vocabulary(prompt), special=special_tokens(prompt))
+    return word_piece_tokenizer(vocabulary(prompt), special=special_tokens(prompt))
 
 
 def build_llm(config: TinyConfig, vocab_size: int, tokenizer: Any) -> Any:

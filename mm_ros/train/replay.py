@@ -36,7 +36,7 @@ class ReplayQuestion:
     """One scripted question about one truth moment."""
 
     kind: str  # a Kind value
-    task: str  # the prompt task (vqa, grounding)
+    task: str  # the task the question is asked with ("": the service reads it from the words)
     text: str
     truth: dict[str, Any]  # what `evaluate.score` compares with
     stamp_ns: int  # the truth's stamp: the Ask goal's ``stamp``
@@ -88,6 +88,11 @@ def _most_visible(
     return shown[0] if shown else None
 
 
+# "where is X?" is a side question unless the box is asked for: [grounding] is typed; the other
+# kinds are asked as a person asks them, without a task (`core.intent` reads it from the words).
+TYPED = {Kind.GROUNDING: tasks.TASK_OF[Kind.GROUNDING].value}
+
+
 def questions_at(
     truth: dict[str, Any], config: data_mod.DataConfig | None = None
 ) -> list[ReplayQuestion]:
@@ -105,9 +110,7 @@ def questions_at(
     out: list[ReplayQuestion] = []
 
     def add(kind: Kind, text: str, **fields: Any) -> None:
-        out.append(
-            ReplayQuestion(kind.value, tasks.TASK_OF[kind].value, text, fields, stamp, frame)
-        )
+        out.append(ReplayQuestion(kind.value, TYPED.get(kind, ""), text, fields, stamp, frame))
 
     target = _most_visible(truth, config, boxed=False)
     absent_in_view = any(o["name"] == ABSENT_OBJECT and o.get("in_view") for o in truth["objects"])

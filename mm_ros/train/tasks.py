@@ -1,9 +1,9 @@
-"""Question kinds about the synthetic world: phrasings, answers and the truth that scores them.
+"""Question kinds about the synthetic world: answers and the truth that scores them.
 
-Each kind has phrasings used in training and a separate set never used in training (to measure
-whether the model generalises beyond its templates). Answers are short and regular, so a tiny
-model can learn them; boxes are MiniGPT-v2's ``<p>phrase</p> {<x1><y1><x2><y2>}``, integers
-0-100 of the source image (REFERENCE.md section 4).
+How each kind is asked is `mm_ros.train.phrasing` (templates for training, held-out ones for
+the evaluation). Answers are short and regular, so a tiny model can learn them; boxes are
+MiniGPT-v2's ``<p>phrase</p> {<x1><y1><x2><y2>}``, integers 0-100 of the source image
+(REFERENCE.md section 4).
 """
 
 from __future__ import annotations
@@ -28,76 +28,30 @@ class Kind(str, enum.Enum):
 
     SIDE = "spatial"  # where is the X? → left / centre / right
     LIST = "spatial-list"  # what is on my left? → the objects there
-    GROUNDING = "grounding"  # [grounding] where is the X? → <p>X</p> {box}
+    GROUNDING = "grounding"  # [grounding] where is the X? / find the X → <p>X</p> {box}
     REFER = "refer"  # [refer] the blue object → <p>blue cone</p> {box}
     IDENTIFY = "identify"  # [identify] what is this {box}? → the X
     AUDIO = "audio"  # what did I just hear?
     MOTION = "motion"  # how am I moving?
     CAPTION = "caption"  # stage 1 alignment: everything at once
+    ABSENT = "absent"  # where is / find an object that is not in view → i do not see it
 
 
+# The task identifier each kind is trained with (absent questions: spatial or grounding, as
+# asked). Questions of the spatial, audio and motion kinds carry identifiers of their own, so a
+# question's kind reaches the model even when its words are new; `mm_ros.core.intent` infers
+# them from the words when the asker gives none.
 TASK_OF = {
-    Kind.SIDE: Task.VQA,
-    Kind.LIST: Task.VQA,
+    Kind.SIDE: Task.SPATIAL,
+    Kind.LIST: Task.SPATIAL,
     Kind.GROUNDING: Task.GROUNDING,
     Kind.REFER: Task.REFER,
     Kind.IDENTIFY: Task.IDENTIFY,
-    Kind.AUDIO: Task.VQA,
-    Kind.MOTION: Task.VQA,
+    Kind.AUDIO: Task.AUDIO,
+    Kind.MOTION: Task.MOTION,
     Kind.CAPTION: Task.CAPTION,
+    Kind.ABSENT: Task.SPATIAL,
 }
-
-# {obj} = "red cube", {side} = "left" / "right", {box} = "{<x1><y1><x2><y2>}", {ref} = a phrase.
-PHRASINGS: dict[Kind, tuple[str, ...]] = {
-    Kind.SIDE: (
-        "where is the {obj}?",
-        "which side is the {obj} on?",
-        "is the {obj} on my left or on my right?",
-        "where do you see the {obj}?",
-        "where is the {obj} relative to me?",
-    ),
-    Kind.LIST: (
-        "what is {where}?",
-        "what do you see {where}?",
-        "which objects are {where}?",
-        "what can you see {where}?",
-    ),
-    Kind.GROUNDING: (
-        "where is the {obj}?",
-        "find the {obj}.",
-        "show me the {obj}.",
-        "locate the {obj}.",
-        "give the box of the {obj}.",
-    ),
-    Kind.REFER: ("{ref}", "find {ref}.", "where is {ref}?"),
-    Kind.IDENTIFY: ("what is this {box}?", "what object is in {box}?", "{box}"),
-    Kind.AUDIO: (
-        "what did i just hear?",
-        "what was that sound?",
-        "what sound was that?",
-        "what did you hear?",
-        "what can you hear?",
-    ),
-    Kind.MOTION: (
-        "how am i moving?",
-        "what am i doing?",
-        "am i moving?",
-        "how are you moving?",
-        "what is my motion?",
-    ),
-    Kind.CAPTION: ("describe what you see, hear and feel.", "describe the scene."),
-}
-UNSEEN_PHRASINGS: dict[Kind, tuple[str, ...]] = {
-    Kind.SIDE: ("tell me where the {obj} is.", "in which direction is the {obj}?"),
-    Kind.LIST: ("anything {where}?", "name the objects {where}."),
-    Kind.GROUNDING: ("point out the {obj}.", "can you find the {obj}?"),
-    Kind.REFER: ("show me {ref}.",),
-    Kind.IDENTIFY: ("name the object in {box}.",),
-    Kind.AUDIO: ("which noise just happened?", "tell me what that noise was."),
-    Kind.MOTION: ("describe my movement.", "tell me how i am moving."),
-    Kind.CAPTION: ("tell me about the scene.",),
-}
-WHERE = {"left": "on my left", "centre": "in front of me", "right": "on my right"}
 SIDE_TEXT = {"left": "on your left", "centre": "in the centre", "right": "on your right"}
 MOTION_TEXT = {
     Motion.STILL: "you are standing still.",

@@ -76,7 +76,7 @@ class TrainConfig:
         (600, ("motion",)),
         (800, ("audio",)),
         (1000, ("identify",)),
-        (1400, ("grounding", "refer")),
+        (1400, ("grounding", "refer", "absent")),
     )
     # Questions about the image are first asked only of snapshots with few objects in view
     # (stage-2 step, most objects in view; empty: no limit). A random LM learns to read one
@@ -95,6 +95,12 @@ class TrainConfig:
     warmup_steps: int = 50
     weight_decay: float = 0.01
     word_dropout: float = 0.05  # question words replaced by <unk>: new words are not fatal
+    # of those, made-up words instead (spelt in pieces, as a user's words the vocabulary lacks)
+    made_up_share: float = 0.5
+    # Spatial, audio and motion questions asked with [vqa] instead of their own identifier this
+    # often: an asker may still give [vqa] (or a model-agnostic client always does), and then
+    # the kind must come from the words.
+    vqa_share: float = 0.2
     # Adapter tokens longer than this (L2) are penalised. Without it the projectors grow a
     # large constant vector (norm ~60 against ~0.7 for word embeddings) that the LM's RMSNorm
     # keeps and the input-dependent part (~1 %) drowns in: the LM then ignores the sensors.
@@ -107,6 +113,7 @@ class TrainConfig:
     align_scale: float = 16.0
     align_min_cover: float = 0.15
     every_object: bool = True  # DataConfig.every_object: questions about every object
+    every_side: bool = True  # DataConfig.every_side: 'what is on my left?' about every side
     checkpoint_every: int = 100
     log_every: int = 25
     device: str = ""  # "" = cuda when present, else cpu
@@ -117,6 +124,8 @@ class TrainConfig:
         steps = (self.stage1_steps, self.stage2_steps, self.stage3_steps)
         if min(steps) < 0:
             raise ConfigError(f"steps of stages 1, 2 and 3 must be >= 0, found {steps}")
+        if not 0.0 <= self.vqa_share <= 1.0:
+            raise ConfigError(f"vqa_share must be in [0, 1], found {self.vqa_share}")
         if not 0.0 <= self.stage3_crowd_share <= 1.0:
             raise ConfigError(
                 f"stage3_crowd_share must be in [0, 1], found {self.stage3_crowd_share}"
@@ -344,6 +353,16 @@ def _crowded_first(
     return chosen + [rest[int(i)] for i in rng.choice(len(rest), size=more, replace=False)]
 
 
+OWN_TASKS = frozenset({"spatial", "audio", "motion"})  # mm_ros's identifiers (core.prompt)
+
+
+def as_vqa(task: str, rng: np.random.Generator | None, share: float) -> str:
+    """Return ``task``, or ``vqa`` for one of mm_ros's own identifiers ``share`` of the time."""
+    if rng is None or share <= 0 or task not in OWN_TASKS:
+        return task
+    return "vqa" if rng.random() < share else task
+
+
 def batch_loss(
     model: TinyModel,
     dataset: Dataset,
@@ -352,6 +371,8 @@ def batch_loss(
     *,
     rng: np.random.Generator | None = None,
     word_dropout: float = 0.0,
+    made_up_share: float = 0.0,
+    vqa_share: float = 0.0,
     token_norm_max: float = 0.0,
     token_norm_weight: float = 0.0,
     align: Alignment | None = None,
@@ -375,8 +396,10 @@ def batch_loss(
         items.append(
             [
                 (
-                    e.task,
-                    drop_words(e.question, rng, word_dropout) if rng is not None else e.question,
+                    as_vqa(e.task, rng, vqa_share),
+                    drop_words(e.question, rng, word_dropout, made_up_share)
+                    if rng is not None
+                    else e.question,
                     e.answer,
                 )
                 for e in row
@@ -545,6 +568,7 @@ def train(  # noqa: PLR0912, PLR0915 - the loop reads best in one piece
             seeds=data_mod.train_seeds(config.train_episodes),
             snapshots_per_episode=config.snapshots_per_episode,
             every_object=config.every_object,
+            every_side=config.every_side,
         )
         dataset = data_mod.load_or_build(data_config, inputs_of(model), out / "data", progress)
     by_snap = _by_snapshot(dataset.examples)
@@ -591,6 +615,8 @@ def train(  # noqa: PLR0912, PLR0915 - the loop reads best in one piece
             device,
             rng=rng,
             word_dropout=config.word_dropout,
+            made_up_share=config.made_up_share,
+            vqa_share=config.vqa_share,
             token_norm_max=config.token_norm_max,
             token_norm_weight=config.token_norm_weight,
             align=align,

@@ -35,6 +35,7 @@ def answer_for(request: Any) -> AnswerValue:
         prompt_tokens=70,
         generated_tokens=7,
         model_id="mm-tiny@test",
+        unknown_words=tuple(w for w in str(request.question).split() if w.startswith("zorb")),
     )
 
 

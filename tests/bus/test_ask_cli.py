@@ -52,6 +52,7 @@ def test_streams_then_prints_answer_boxes_and_latency(
         PARTIALS[-1],
         "boxes (source-image pixels of camera_optical):",
         "  red cube  [32, 48, 192, 192]  left 24.5 deg",
+        "task: grounding",
         "latency: prefill 12 ms, total 250 ms",
         "model: mm-tiny@test",
     ]
@@ -60,6 +61,16 @@ def test_streams_then_prints_answer_boxes_and_latency(
     assert request.task == "grounding"
     assert list(request.modalities) == ["image", "imu"]
     assert (request.window_s, request.timeout_s, request.max_new_tokens) == (2.5, 20.0, 32)
+
+
+def test_prints_the_words_the_model_does_not_know(
+    router: str, make_zenoh, capsys: pytest.CaptureFixture[str]
+) -> None:
+    serve(make_zenoh("mm"), "answer")
+    code, out, err = ask(capsys, "where is the zorblax now?", "--connect", router)
+    assert code == 0, err
+    assert "words this model does not know: zorblax" in out.splitlines()
+    assert "task: vqa" in out.splitlines()
 
 
 def test_json_prints_the_answer_value(

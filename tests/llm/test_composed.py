@@ -12,7 +12,7 @@ from mm_ros.adapters.spec import Modality
 from mm_ros.adapters.tiny import tiny_spec
 from mm_ros.core.boxes import BoxFormat, BoxScale
 from mm_ros.core.errors import BackendError
-from mm_ros.core.prompt import PromptConfig
+from mm_ros.core.prompt import MINIGPT_TASKS, PromptConfig
 from mm_ros.llm.backends import composed
 from mm_ros.llm.backends.composed import MODEL_JSON, read_manifest, save_composed
 from mm_ros.llm.tiny import build_random_default, tiny_llm_config, tiny_vocabulary
@@ -78,7 +78,9 @@ def _hand_model(tmp_path: Path, **kwargs: object) -> tuple[Path, torch.nn.Module
 
 
 def test_round_trip_gives_the_same_logits_and_settings(tmp_path: Path) -> None:
-    prompt = PromptConfig(system_text="be brief", modality_order=("imu", "image"))
+    prompt = PromptConfig(
+        system_text="be brief", modality_order=("imu", "image"), tasks=("vqa", "audio")
+    )
     folder, model = _hand_model(
         tmp_path, box_format=BoxFormat.SHIKRA, box_scale=BoxScale.PERMILLE, prompt=prompt
     )
@@ -177,6 +179,8 @@ def test_save_refuses_an_adapter_of_another_width(tmp_path: Path) -> None:
         (lambda d: d.update(box_format="yolo"), "box_format: expected one of"),
         (lambda d: d.update(extra=1), r"unknown field\(s\) \['extra'\]"),
         (lambda d: d["prompt"].update(colour="red"), r"prompt: unknown field\(s\) \['colour'\]"),
+        (lambda d: d["prompt"].update(tasks=["hearing"]), r"prompt: tasks: expected some of"),
+        (lambda d: d["prompt"].update(tasks="vqa"), r"prompt.tasks: expected a list"),
         (lambda d: d.update(chat_template="yes"), "chat_template: expected bool"),
         (lambda d: d["adapters"].update(imu="adapters/none"), "adapters.imu"),
     ],
@@ -189,6 +193,14 @@ def test_bad_model_json_names_the_field(tmp_path: Path, tiny_dir: Path, change, 
     with pytest.raises(BackendError, match=message) as err:
         load(copy)
     assert MODEL_JSON in str(err.value)
+
+
+def test_a_model_json_without_tasks_knows_minigpt_v2s(tmp_path: Path, tiny_dir: Path) -> None:
+    copy = Path(shutil.copytree(tiny_dir, tmp_path / "copy"))
+    data = json.loads((copy / MODEL_JSON).read_text())
+    del data["prompt"]["tasks"]  # as written before models said which tasks they know
+    (copy / MODEL_JSON).write_text(json.dumps(data))
+    assert load(copy).prompt.tasks == MINIGPT_TASKS
 
 
 def test_missing_or_broken_model_json(tmp_path: Path) -> None:

@@ -45,14 +45,40 @@ def test_every_kind_is_asked(small_dataset: data.Dataset) -> None:
     assert all(0 <= e.snap < len(small_dataset.images) for e in small_dataset.examples)
 
 
-def test_unseen_phrasings_differ_from_training_ones() -> None:
-    for kind, unseen in tasks.UNSEEN_PHRASINGS.items():
-        assert not set(unseen) & set(tasks.PHRASINGS[kind])
+def test_unseen_phrasings_are_held_out_templates() -> None:
+    from mm_ros.train import phrasing
+
     config = data.DataConfig(seeds=(3,), snapshots_per_episode=3, duration_s=6.0,
                              unseen_phrasings=True)  # fmt: skip
     examples = data.examples_only(config)
     assert examples
     assert all(e.unseen for e in examples)
+    trained = {t for templates in phrasing.TEMPLATES.values() for t in templates}
+    held = {t for templates in phrasing.HELD_OUT.values() for t in templates}
+    assert not trained & held
+
+
+def test_typed_and_inferred_questions() -> None:
+    config = data.DataConfig(seeds=data.train_seeds(3), snapshots_per_episode=10,
+                             every_object=True, every_side=True)  # fmt: skip
+    examples = data.examples_only(config)
+    typed = {(e.kind, e.typed) for e in examples}
+    # box questions both as "[grounding] where is X?" and "find X"; refer always typed
+    assert {(Kind.GROUNDING.value, True), (Kind.GROUNDING.value, False)} <= typed
+    assert (Kind.REFER.value, False) not in typed
+    assert (Kind.SIDE.value, True) not in typed
+    absent = [e for e in examples if e.kind == Kind.ABSENT.value]
+    assert {e.truth["asked"] for e in absent} == {"where", "typed", "plain"}
+    for e in absent:
+        assert e.answer == f"i do not see the {e.truth['name']}."
+        assert e.task == ("spatial" if e.truth["asked"] == "where" else "grounding")
+    # every side is asked about, unless an object is on its border
+    by_frame = {}
+    for e in examples:
+        if e.kind == Kind.LIST.value:
+            by_frame.setdefault((e.seed, e.frame), []).append(e.truth["side"])
+    assert max(len(sides) for sides in by_frame.values()) == 3
+    assert all(len(set(sides)) == len(sides) for sides in by_frame.values())
 
 
 def test_answers_carry_their_truth(small_dataset: data.Dataset) -> None:
@@ -64,7 +90,7 @@ def test_answers_carry_their_truth(small_dataset: data.Dataset) -> None:
             assert tasks.motion_of_text(e.answer) == e.truth["motion"]
         if e.kind == Kind.AUDIO.value:
             assert tasks.sound_of_text(e.answer) == e.truth["sound"]
-        if e.kind == Kind.SIDE.value and e.truth["side"] != "none":
+        if e.kind == Kind.SIDE.value:
             assert tasks.side_of_text(e.answer) == e.truth["side"]
 
 

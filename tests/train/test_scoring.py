@@ -34,10 +34,38 @@ def _answer(text: str, *boxes: tuple[float, float, float, float], error: str = "
         (Kind.MOTION, {"motion": "turning left"}, "you are turning left.", True),
         (Kind.MOTION, {"motion": "turning left"}, "you are turning right.", False),
         (Kind.MOTION, {"motion": "still"}, "you are standing still.", True),
+        (Kind.ABSENT, {"side": "none"}, "i do not see the red cube.", True),
+        (Kind.ABSENT, {"side": "none"}, "the red cube is on your left.", False),
     ],
 )
 def test_text_answers(kind: Kind, truth: dict[str, object], text: str, correct: bool) -> None:
     assert score(kind.value, truth, _answer(text)).correct is correct
+
+
+def test_not_seen_with_a_box_is_wrong() -> None:
+    said = _answer("i do not see the red cube.")
+    assert score(Kind.ABSENT.value, {"side": "none"}, said).correct
+    boxed = _answer("i do not see the red cube.", (1.0, 1.0, 5.0, 5.0))
+    assert not score(Kind.ABSENT.value, {"side": "none"}, boxed).correct
+
+
+def test_rows_split_box_questions_by_how_they_are_asked() -> None:
+    from mm_ros.train.data import Example
+    from mm_ros.train.evaluate import GROUNDING_PLAIN, LIST_SOME, rows_of
+
+    def example(kind: Kind, typed: bool, **truth: object) -> Example:
+        return Example(0, 1, 2, kind.value, "", "q", "", False, dict(truth), typed)
+
+    assert rows_of(example(Kind.GROUNDING, True)) == ["grounding"]
+    assert rows_of(example(Kind.GROUNDING, False)) == [GROUNDING_PLAIN]
+    assert rows_of(example(Kind.LIST, False, names=[])) == ["spatial-list"]
+    assert rows_of(example(Kind.LIST, False, names=["red cube"])) == ["spatial-list", LIST_SOME]
+    report = Report("m")
+    report.add(example(Kind.LIST, False, names=["red cube"]), _answer(""), Score(True))
+    report.add(example(Kind.LIST, False, names=[]), _answer(""), Score(False))
+    assert report.accuracy(Kind.LIST) == 0.5
+    assert report.accuracy(LIST_SOME) == 1.0
+    assert "| … with something there | 1 | 100.0 %" in report.markdown()
 
 
 def test_boxes_are_scored_by_iou_in_source_pixels() -> None:
@@ -82,7 +110,8 @@ def test_report_counts_why_boxes_missed() -> None:
 
     report = Report("m")
     e = Example(0, 1, 2, Kind.GROUNDING.value, "grounding", "where is the red cube?", "",
-                False, {"name": "red cube", "box_px": [0.0, 0.0, 10.0, 10.0]})  # fmt: skip
+                False, {"name": "red cube", "box_px": [0.0, 0.0, 10.0, 10.0]},
+                typed=True)  # fmt: skip
     for result in (Score(True, 0.9), Score(False, 0.0, "another object", "red cone"),
                    Score(False, 0.0, "another object", "blue cube"),
                    Score(False, 0.0, "another object", "red cone"),

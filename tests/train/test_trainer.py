@@ -103,6 +103,20 @@ def test_word_dropout_keeps_tags() -> None:
     out = drop_words("what is this {<1><2><30><40>}?", rng, 1.0)
     assert out == "<unk> <unk> <unk> {<1><2><30><40>}?"
     assert drop_words("where is the red cube?", rng, 0.0) == "where is the red cube?"
+    made_up = drop_words("what is this {<1><2><30><40>}?", rng, 1.0, made_up=1.0).split()
+    assert made_up[-1] == "{<1><2><30><40>}?"
+    assert all(w.isalpha() and 3 <= len(w) <= 8 for w in made_up[:3])
+
+
+def test_own_task_identifiers_are_sometimes_asked_as_vqa() -> None:
+    from mm_ros.train.trainer import as_vqa
+
+    rng = np.random.default_rng(0)
+    asked = [as_vqa("audio", rng, 0.2) for _ in range(2000)]
+    assert 0.17 < asked.count("vqa") / len(asked) < 0.23
+    assert set(asked) == {"audio", "vqa"}
+    assert {as_vqa("grounding", rng, 1.0), as_vqa("spatial", rng, 0.0)} == {"grounding", "spatial"}
+    assert as_vqa("motion", None, 1.0) == "motion"  # no rng: evaluation, as asked
 
 
 def test_packed_rows_score_like_separate_sequences(small_dataset: data.Dataset) -> None:

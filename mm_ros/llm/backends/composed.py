@@ -97,6 +97,7 @@ def manifest_to_json(manifest: ComposedManifest) -> ModelJson:
     """Return the JSON-ready dict of ``manifest``."""
     prompt = dataclasses.asdict(manifest.prompt)
     prompt["modality_order"] = list(manifest.prompt.modality_order)
+    prompt["tasks"] = list(manifest.prompt.tasks)
     data: ModelJson = {
         "format_version": FORMAT_VERSION,
         "name": manifest.name,
@@ -206,7 +207,7 @@ def _prompt(data: dict[str, Any], where: str) -> PromptConfig:
         raise BackendError(f"{where}: prompt: unknown field(s) {unknown}; known: {sorted(fields)}")
     kwargs: dict[str, Any] = {}
     for name, value in data.items():
-        if name == "modality_order":
+        if name in ("modality_order", "tasks"):
             if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
                 raise BackendError(
                     f"{where}: prompt.{name}: expected a list of names, found {value!r}"
@@ -216,7 +217,10 @@ def _prompt(data: dict[str, Any], where: str) -> PromptConfig:
             raise BackendError(f"{where}: prompt.{name}: expected str, found {value!r}")
         else:
             kwargs[name] = value
-    return PromptConfig(**kwargs)
+    try:
+        return PromptConfig(**kwargs)
+    except ConfigError as err:
+        raise BackendError(f"{where}: prompt: {err}") from err
 
 
 # --- save ------------------------------------------------------------------------------------
