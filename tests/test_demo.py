@@ -181,3 +181,33 @@ def test_grounding_asks_about_an_object_training_would_box() -> None:
     assert target(whole, ball) == "[grounding] where is the red cube?"
     assert target(sliver) == "[grounding] where is the red cube?"  # nothing better in view
     assert target() == "[grounding] where is the red cube?"
+
+
+def test_each_answer_is_judged_against_the_truth_of_its_frame() -> None:
+    from mm_ros.cli.demo_cmd import SCRIPT, _matches, _phrase
+    from mm_ros.core.answers import AnswerValue, Detection
+
+    spatial, grounding, audio, motion = SCRIPT[:4]
+    cube = {"name": "red cube", "box_px": [100.0, 250.0, 150.0, 300.0], "side": "left",
+            "in_view": True, "visible_fraction": 1.0}  # fmt: skip
+    cone = {"name": "blue cone", "box_px": [400.0, 250.0, 450.0, 300.0], "side": "right",
+            "in_view": True, "visible_fraction": 1.0}  # fmt: skip
+    truth = {"objects": [cube, cone], "last_sound": {"sound": "beep"}, "motion": "walking forward"}
+
+    def said(text: str, *boxes: tuple[float, float, float, float]) -> AnswerValue:
+        return AnswerValue(
+            "q", "vqa", text=text, detections=tuple(Detection("red cube", b) for b in boxes)
+        )
+
+    assert _matches(spatial, truth, said("the red cube."))
+    assert not _matches(spatial, truth, said("the red cube and the blue cone."))
+    assert not _matches(spatial, truth, said("nothing."))
+    assert _matches(spatial, {**truth, "objects": [cone]}, said("nothing."))
+    asked = _phrase(grounding, truth)
+    assert _matches(asked, truth, said("red cube", (102.0, 252.0, 150.0, 298.0)))
+    assert not _matches(asked, truth, said("red cube", (400.0, 250.0, 450.0, 300.0)))  # the cone
+    assert not _matches(asked, truth, said("red cube"))  # no box
+    assert _matches(audio, truth, said("i heard a beep."))
+    assert not _matches(audio, {**truth, "last_sound": None}, said("i heard a beep."))
+    assert _matches(motion, truth, said("you are walking forward."))
+    assert not _matches(motion, truth, said("you are standing still."))

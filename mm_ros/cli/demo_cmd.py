@@ -118,7 +118,41 @@ def _phrase(question: Question, truth: dict[str, Any]) -> Question:
     return Question(question.text.format(target=target), question.truth)
 
 
+def _matches(question: Question, truth: dict[str, Any], answer: AnswerValue) -> bool:
+    """Return True when ``answer`` is what the truth of its frame says (as `mm-ros eval` scores).
+
+    The set of objects on the left, the box on the asked object (IoU >= 0.5), the last sound,
+    the motion.
+    """
+    from mm_ros.sim.render import box_iou
+    from mm_ros.train import tasks
+    from mm_ros.train.evaluate import IOU_HIT
+
+    objects = [o for o in truth["objects"] if o.get("in_view")]
+    if question.truth == "spatial":
+        left = sorted(o["name"] for o in objects if o["side"] == "left")
+        named = sorted(tasks.names_in_text(answer.text))
+        return named == left if left else not named and "nothing" in answer.text.lower()
+    if question.truth == "grounding":
+        target = question.text.rsplit("the ", 1)[-1].rstrip("?")
+        found = [o for o in objects if o["name"] == target and o.get("box_px")]
+        if not found or not answer.detections:
+            return not found and not answer.detections
+        x1, y1, x2, y2 = (float(v) for v in found[0]["box_px"])
+        return box_iou(answer.detections[0].box_px, (x1, y1, x2, y2)) >= IOU_HIT
+    if question.truth == "audio":
+        sound = (truth.get("last_sound") or {}).get("sound")
+        return sound is not None and tasks.sound_of_text(answer.text) == sound
+    return tasks.motion_of_text(answer.text) == truth["motion"]
+
+
 def _truth_lines(question: Question, truth: dict[str, Any], answer: AnswerValue) -> list[str]:
+    lines = _truth_of(question, truth, answer)
+    lines.append(f"matches the truth: {'yes' if _matches(question, truth, answer) else 'NO'}")
+    return lines
+
+
+def _truth_of(question: Question, truth: dict[str, Any], answer: AnswerValue) -> list[str]:
     from mm_ros.sim.render import box_iou
 
     objects = [o for o in truth["objects"] if o.get("in_view")]
@@ -368,8 +402,11 @@ def _wait_for_nodes(bus: Any, expected: set[str], timeout_s: float = 30.0) -> li
 
 def _report(
     observer: Observer, question: Question, answer: AnswerValue, picture: Path | None
-) -> None:
-    """Print the answer's boxes and latency with the truth of the frame used; draw it."""
+) -> bool:
+    """Print the answer's boxes and latency with the truth of the frame used; draw it.
+
+    Return whether the answer matches that truth.
+    """
     from mm_ros.cli.ask_cmd import describe
 
     # the truth of the frame the answer looked at; for sound and motion, of the newest sample
@@ -384,6 +421,7 @@ def _report(
     if picture is not None:
         picture.parent.mkdir(parents=True, exist_ok=True)
         print(_picture(observer, answer, truth, picture))
+    return _matches(question, truth, answer)
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -401,7 +439,7 @@ def _demo(args: argparse.Namespace) -> int:
     started = time.monotonic()
     print(f"== router on {endpoint}; starting sim_world, the adapters and model_service")
     processes: dict[str, subprocess.Popen[bytes]] = {}
-    failures = 0
+    failures = matched = 0
     with Router((endpoint,)):
         try:
             processes["sim_world"] = _spawn("sim_world", env, logs, f"seed:={args.seed}")
@@ -435,10 +473,13 @@ def _demo(args: argparse.Namespace) -> int:
                         print(f"error: {answer.error}")
                         continue
                     picture = None if args.no_images else out / f"q{index + 1}_{question.truth}.png"
-                    _report(observer, question, answer, picture)
+                    matched += _report(observer, question, answer, picture)
         finally:
             stopped = _stop(processes, logs)
     for line in stopped:
         print(f"mm-ros demo: {line}", file=sys.stderr)
-    print(f"\n== demo finished in {time.monotonic() - started:.1f} s; {failures} questions failed")
+    print(
+        f"\n== demo finished in {time.monotonic() - started:.1f} s; {failures} questions failed; "
+        f"{matched} of {len(SCRIPT[: args.questions])} answers match the truth of their frame"
+    )
     return EXIT_RUNTIME if failures or stopped else EXIT_OK
