@@ -41,27 +41,7 @@ def word_level_tokenizer(words: Iterable[str], special: Iterable[str] = ()) -> A
     ``<pad> <unk> <s> </s>`` come first (ids 0-3), then the modality markers and ``special``
     (never split, never lower-cased), then the words in the order given, duplicates dropped.
     """
-    from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers
-    from transformers import PreTrainedTokenizerFast
-
-    specials = list(dict.fromkeys([PAD, UNK, BOS, EOS, *marker_tokens(), *special]))
-    vocab: dict[str, int] = {}
-    for token in [*specials, *(w.lower() for w in words)]:
-        vocab.setdefault(token, len(vocab))
-    core = Tokenizer(models.WordLevel(vocab=vocab, unk_token=UNK))
-    core.normalizer = normalizers.Lowercase()
-    core.pre_tokenizer = pre_tokenizers.Sequence(
-        [pre_tokenizers.WhitespaceSplit(), pre_tokenizers.Split(Regex(WORD_PATTERN), "isolated")]
-    )
-    core.decoder = decoders.WordPiece(prefix="##", cleanup=False)  # joins words with spaces
-    return PreTrainedTokenizerFast(  # type: ignore[no-untyped-call]
-        tokenizer_object=core,
-        pad_token=PAD,
-        unk_token=UNK,
-        bos_token=BOS,
-        eos_token=EOS,
-        additional_special_tokens=[s for s in specials if s not in {PAD, UNK, BOS, EOS}],
-    )
+    return _tokenizer(words, special, pieces=False)
 
 
 def word_piece_tokenizer(words: Iterable[str], special: Iterable[str] = ()) -> Any:
@@ -73,21 +53,32 @@ def word_piece_tokenizer(words: Iterable[str], special: Iterable[str] = ()) -> A
     its longest known start plus continuations (WordPiece), so only characters outside the
     pieces become ``<unk>``.
     """
+    return _tokenizer(words, special, pieces=True)
+
+
+def _tokenizer(words: Iterable[str], special: Iterable[str], *, pieces: bool) -> Any:
     from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers
     from transformers import PreTrainedTokenizerFast
 
     specials = list(dict.fromkeys([PAD, UNK, BOS, EOS, *marker_tokens(), *special]))
+    extra: list[str] = []
+    if pieces:
+        extra = [*PIECE_CHARACTERS, *(f"##{c}" for c in PIECE_CHARACTERS)]
+        extra += [f"##{e}" for e in PIECE_ENDINGS]
     vocab: dict[str, int] = {}
-    pieces = [*PIECE_CHARACTERS, *(f"##{c}" for c in PIECE_CHARACTERS)]
-    pieces += [f"##{e}" for e in PIECE_ENDINGS]
-    for token in [*specials, *(w.lower() for w in words), *pieces]:
+    for token in [*specials, *(w.lower() for w in words), *extra]:
         vocab.setdefault(token, len(vocab))
-    core = Tokenizer(models.WordPiece(vocab=vocab, unk_token=UNK, max_input_chars_per_word=64))
+    model: models.Model = (
+        models.WordPiece(vocab=vocab, unk_token=UNK, max_input_chars_per_word=64)
+        if pieces
+        else models.WordLevel(vocab=vocab, unk_token=UNK)
+    )
+    core = Tokenizer(model)
     core.normalizer = normalizers.Lowercase()
     core.pre_tokenizer = pre_tokenizers.Sequence(
         [pre_tokenizers.WhitespaceSplit(), pre_tokenizers.Split(Regex(WORD_PATTERN), "isolated")]
     )
-    core.decoder = decoders.WordPiece(prefix="##", cleanup=False)
+    core.decoder = decoders.WordPiece(prefix="##", cleanup=False)  # joins words with spaces
     return PreTrainedTokenizerFast(  # type: ignore[no-untyped-call]
         tokenizer_object=core,
         pad_token=PAD,
