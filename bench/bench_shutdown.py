@@ -76,11 +76,14 @@ def time_exit(
     return took if proc.returncode in codes else None
 
 
-def measure(bus: str, start: Callable, world: Callable, params: dict[str, list[str]]) -> dict:
+def measure(bus: str, start: Callable, params: dict[str, list[str]]) -> dict:
     from mm_ros.cli.executables import EXECUTABLES
 
     figures: dict[str, dict[str, float | None]] = {}
-    feeder = world()
+    command, env = start("sim_world", [])  # the world the nodes under test listen to
+    feeder = subprocess.Popen(
+        command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     try:
         for name in sorted(set(EXECUTABLES) - {"mm-ros", "sim_world"}):
             figures[name] = {
@@ -115,13 +118,7 @@ def run() -> dict:
             return cmd, env
 
         with Router((endpoint,)):
-            results["zenoh"] = measure(
-                "zenoh",
-                zenoh_start,
-                lambda: subprocess.Popen(zenoh_start("sim_world", [])[0], env=env,
-                                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL),
-                params,
-            )  # fmt: skip
+            results["zenoh"] = measure("zenoh", zenoh_start, params)
         if (TIER / "env.sh").is_file() and not (TIER / "SKIP").is_file():
             ros_env = dict(os.environ, ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST",
                            ROS_DOMAIN_ID="231")  # fmt: skip
@@ -131,13 +128,7 @@ def run() -> dict:
                 script = f". '{TIER / 'env.sh'}' && exec \"$@\""
                 return ["bash", "-c", script, "x", str(lib / name), "--ros-args", *args], ros_env
 
-            results["rclpy"] = measure(
-                "rclpy",
-                ros_start,
-                lambda: subprocess.Popen(ros_start("sim_world", [])[0], env=ros_env,
-                                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL),
-                params,
-            )  # fmt: skip
+            results["rclpy"] = measure("rclpy", ros_start, params)
     rows, budgets = [], []
     for bus, figures in results.items():
         for name, times in figures.items():
