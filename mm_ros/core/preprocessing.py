@@ -82,27 +82,36 @@ def check_rgb8(image: NDArray[np.generic], what: str = "image") -> NDArray[np.ui
     return image.astype(np.uint8, copy=False)
 
 
-def _axis_weights(
-    n_in: int, n_out: int
-) -> tuple[NDArray[np.intp], NDArray[np.intp], NDArray[np.float32]]:
-    """Bilinear taps with half-pixel centres (align_corners=False), as torch/PIL use."""
+def _axis_taps(n_in: int, n_out: int) -> tuple[NDArray[np.intp], NDArray[np.float32]]:
+    """Source indices and weights (n_out, taps) of a triangle filter along one axis.
+
+    Half-pixel centres (align_corners=False). Shrinking, the triangle widens to the scale, so
+    every source pixel counts (antialiasing, as PIL's bilinear resize and torch's
+    ``interpolate(..., antialias=True)`` do); enlarging, it is plain bilinear interpolation.
+    Taps outside the image get no weight and the rest are renormalised, which holds the edges.
+    """
     scale = n_in / n_out
-    centres = (np.arange(n_out, dtype=np.float64) + 0.5) * scale - 0.5
-    centres = np.clip(centres, 0.0, n_in - 1)
-    lo = np.floor(centres).astype(np.intp)
-    hi = np.minimum(lo + 1, n_in - 1)
-    frac = (centres - lo).astype(np.float32)
-    return lo, hi, frac
+    support = max(scale, 1.0)  # half-width of the triangle, in source pixels
+    centres = (np.arange(n_out, dtype=np.float64) + 0.5) * scale
+    first = np.floor(centres - support).astype(np.intp)
+    index = first[:, None] + np.arange(2 * math.ceil(support) + 1)[None, :]
+    weight = np.maximum(0.0, 1.0 - np.abs(index + 0.5 - centres[:, None]) / support)
+    weight[(index < 0) | (index >= n_in)] = 0.0
+    weight /= weight.sum(axis=1, keepdims=True)
+    return np.clip(index, 0, n_in - 1), weight.astype(np.float32)
 
 
 def resize_bilinear(image: NDArray[np.float32], height: int, width: int) -> NDArray[np.float32]:
-    """Resize (H, W, C) float32 to (height, width, C) with separable bilinear interpolation."""
-    lo_y, hi_y, fy = _axis_weights(image.shape[0], height)
-    lo_x, hi_x, fx = _axis_weights(image.shape[1], width)
-    rows = image[lo_y] * (1.0 - fy)[:, None, None] + image[hi_y] * fy[:, None, None]
-    out: NDArray[np.float32] = (
-        rows[:, lo_x] * (1.0 - fx)[None, :, None] + rows[:, hi_x] * fx[None, :, None]
-    )
+    """Resize (H, W, C) float32 to (height, width, C): separable bilinear, antialiased.
+
+    Without antialiasing a 640 px frame shrunk to 96 px samples 2 of every 7 source pixels:
+    small objects lose their outline (a cone and a cylinder a few pixels wide alias alike), and
+    the input differs from what PIL-based image processors gave a pretrained encoder.
+    """
+    rows_i, rows_w = _axis_taps(image.shape[0], height)
+    cols_i, cols_w = _axis_taps(image.shape[1], width)
+    rows = np.einsum("ht,htwc->hwc", rows_w, image[rows_i])  # (height, W, C)
+    out: NDArray[np.float32] = np.einsum("wt,hwtc->hwc", cols_w, rows[:, cols_i])
     return out.astype(np.float32, copy=False)
 
 

@@ -15,6 +15,7 @@ from mm_ros.core.preprocessing import (
     prepare_audio,
     preprocess_image,
     resample_imu,
+    resize_bilinear,
 )
 
 MEAN = (0.5, 0.5, 0.5)
@@ -57,6 +58,32 @@ def test_letterbox_pads_with_the_mean_and_squash_fills_the_square() -> None:
     squash, st = preprocess_image(image, 40, ResizeMode.SQUASH, MEAN, STD)
     assert np.all(squash != 0.0)
     assert st.to_source(40.0, 40.0) == pytest.approx((100.0, 50.0))
+
+
+@pytest.mark.parametrize(
+    ("source", "target"),
+    [((480, 640), (96, 96)), ((480, 640), (192, 256)), ((24, 32), (96, 96)), ((100, 37), (13, 200)),
+     ((5, 5), (5, 5)), ((1, 7), (3, 2))],
+)  # fmt: skip
+def test_resize_equals_torch_antialiased_bilinear(
+    source: tuple[int, int], target: tuple[int, int]
+) -> None:
+    """Shrinking, enlarging and mixed: torch's (and PIL's) antialiased bilinear resize."""
+    image = np.random.default_rng(0).random((*source, 3), dtype=np.float32)
+    ours = resize_bilinear(image, *target)
+    chw = torch.from_numpy(image).permute(2, 0, 1)[None]
+    theirs = torch.nn.functional.interpolate(
+        chw, size=target, mode="bilinear", antialias=True, align_corners=False
+    )
+    np.testing.assert_allclose(ours, theirs[0].permute(1, 2, 0).numpy(), atol=1e-5)
+
+
+def test_shrinking_averages_every_source_pixel() -> None:
+    """A 1 px grid shrunk 8x is its mean grey everywhere; point sampling would see only lines."""
+    grid = np.zeros((480, 640, 3), dtype=np.float32)
+    grid[::8] = 1.0  # one bright row in eight
+    out = resize_bilinear(grid, 60, 80)
+    np.testing.assert_allclose(out[1:-1], 1.0 / 8.0, atol=0.02)
 
 
 @pytest.mark.parametrize(
