@@ -1,0 +1,75 @@
+#!/usr/bin/env python3
+"""What a trained mm-tiny's image tokens say: colour and shape read off them, on held-out pictures.
+
+    python3 tools/token_probe.py [MODEL_DIR] [--episodes N]
+
+Each image token over an object is read as the nearest of the colour words (and of the shape
+words) in the LM's embedding table, the read-out the token-space alignment loss trains
+(`mm_ros.train.regions`). The share of tokens read right says how much of an object the image
+pathway delivers before the LM does anything: a wrong shape here is a wrong answer to "what is
+on my left?" however well the LM reads. Held-out world seeds (`data.heldout_seeds`), so the
+figure is about pictures the model never saw. Prints one line per attribute and exits 0.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from mm_ros.adapters.spec import ReducerKind
+from mm_ros.sim.scene import Colour, Shape
+from mm_ros.train import data as data_mod
+from mm_ros.train import regions, trainer
+
+SHIPPED = Path(__file__).resolve().parents[1] / "mm_ros" / "models" / "mm-tiny"
+
+
+def readout(model: trainer.TinyModel, dataset: data_mod.Dataset) -> dict[str, tuple[float, int]]:
+    """Share of object tokens whose nearest colour / shape word is the object's, and how many."""
+    spec = model.specs["image"]
+    assert spec.image is not None
+    columns = spec.reducer.kind is ReducerKind.CONCAT4_COLUMNS
+    strip = 4 if columns or spec.reducer.kind is ReducerKind.CONCAT4 else 1
+    boxes = regions.token_regions(
+        spec.image.size_px, spec.encoder.patch_px, strip, *dataset.image_size, columns=columns
+    )
+    vocab = model.tokenizer.get_vocab()
+    targets = regions.token_targets(dataset.objects, boxes, vocab)  # colour, shape, side, box
+    model.train(False)
+    with torch.no_grad():
+        tokens = model.adapters["image"](torch.from_numpy(dataset.images.astype(np.float32)))
+    table = model.llm.get_input_embeddings().weight.detach()
+    tokens = torch.nn.functional.normalize(tokens, dim=-1)
+    out = {}
+    for slot, (name, words) in enumerate(
+        (("colour", [c.label for c in Colour]), ("shape", [s.value for s in Shape]))
+    ):
+        ids = torch.tensor([vocab[w] for w in words])
+        nearest = ids[(tokens @ torch.nn.functional.normalize(table[ids], dim=-1).T).argmax(-1)]
+        wanted = torch.from_numpy(targets[..., slot])
+        on_object = torch.isin(wanted, ids)
+        right = int((nearest[on_object] == wanted[on_object]).sum())
+        out[name] = (right / max(1, int(on_object.sum())), int(on_object.sum()))
+    return out
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("model", nargs="?", type=Path, default=SHIPPED, help="model folder")
+    parser.add_argument("--episodes", type=int, default=10, help="held-out episodes (30 pictures)")
+    args = parser.parse_args()
+    model = trainer.TinyModel(trainer.TrainConfig().model, seed=0)
+    model.load_folder(args.model)
+    dataset = data_mod.build_dataset(
+        data_mod.DataConfig(seeds=data_mod.heldout_seeds(args.episodes)), trainer.inputs_of(model)
+    )
+    for name, (share, count) in readout(model, dataset).items():
+        print(f"{name}: {100 * share:.1f} % of {count} object tokens read right")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
