@@ -27,8 +27,8 @@ from mm_ros.train import regions, trainer
 SHIPPED = Path(__file__).resolve().parents[1] / "mm_ros" / "models" / "mm-tiny"
 
 
-def readout(model: trainer.TinyModel, dataset: data_mod.Dataset) -> dict[str, tuple[float, int]]:
-    """Share of object tokens whose nearest colour / shape word is the object's, and how many."""
+def readout(model: trainer.TinyModel, dataset: data_mod.Dataset) -> dict[str, tuple[int, int]]:
+    """Object tokens whose colour / shape is read right, and how many (`regions.word_readout`)."""
     spec = model.specs["image"]
     assert spec.image is not None
     columns = spec.reducer.kind is ReducerKind.CONCAT4_COLUMNS
@@ -41,19 +41,14 @@ def readout(model: trainer.TinyModel, dataset: data_mod.Dataset) -> dict[str, tu
     model.train(False)
     with torch.no_grad():
         tokens = model.adapters["image"](torch.from_numpy(dataset.images.astype(np.float32)))
-    table = model.llm.get_input_embeddings().weight.detach()
-    tokens = torch.nn.functional.normalize(tokens, dim=-1)
-    out = {}
-    for slot, (name, words) in enumerate(
-        (("colour", [c.label for c in Colour]), ("shape", [s.value for s in Shape]))
-    ):
-        ids = torch.tensor([vocab[w] for w in words])
-        nearest = ids[(tokens @ torch.nn.functional.normalize(table[ids], dim=-1).T).argmax(-1)]
-        wanted = torch.from_numpy(targets[..., slot])
-        on_object = torch.isin(wanted, ids)
-        right = int((nearest[on_object] == wanted[on_object]).sum())
-        out[name] = (right / max(1, int(on_object.sum())), int(on_object.sum()))
-    return out
+    table = model.llm.get_input_embeddings().weight
+    kinds = {"colour": [c.label for c in Colour], "shape": [s.value for s in Shape]}
+    return {
+        name: regions.word_readout(
+            tokens, table, torch.from_numpy(targets), slot, torch.tensor([vocab[w] for w in words])
+        )
+        for slot, (name, words) in enumerate(kinds.items())
+    }
 
 
 def main() -> int:
@@ -66,8 +61,8 @@ def main() -> int:
     dataset = data_mod.build_dataset(
         data_mod.DataConfig(seeds=data_mod.heldout_seeds(args.episodes)), trainer.inputs_of(model)
     )
-    for name, (share, count) in readout(model, dataset).items():
-        print(f"{name}: {100 * share:.1f} % of {count} object tokens read right")
+    for name, (right, count) in readout(model, dataset).items():
+        print(f"{name}: {100 * right / max(1, count):.1f} % of {count} object tokens read right")
     return 0
 
 

@@ -124,3 +124,20 @@ def alignment_loss(
     picked = torch.gather(logp, -1, targets.clamp(min=0)) * valid  # (B, T, K)
     counts = valid.sum(-1).clamp(min=1)
     return -(picked.sum(-1) / counts).mean()
+
+
+def word_readout(
+    tokens: torch.Tensor, table: torch.Tensor, targets: torch.Tensor, slot: int, words: torch.Tensor
+) -> tuple[int, int]:
+    """Read each token as the nearest (cosine) of ``words`` and compare with its target.
+
+    Counts the tokens whose target in ``slot`` (0 colour, 1 shape: `token_targets`' order) is
+    one of ``words``; returns (read right, counted). A probe of what the image pathway delivers
+    (`tools/token_probe.py`): a shape wrong here is wrong in every answer that names it.
+    """
+    unit = torch.nn.functional.normalize(tokens.float(), dim=-1)
+    choices = torch.nn.functional.normalize(table[words].detach().float(), dim=-1)
+    nearest = words[(unit @ choices.T).argmax(-1)]  # (B, T) token ids
+    wanted = targets[..., slot]
+    counted = torch.isin(wanted, words)
+    return int((nearest[counted] == wanted[counted]).sum()), int(counted.sum())

@@ -105,3 +105,21 @@ def test_loss_is_low_for_a_token_made_of_its_target_words() -> None:
     words = [[list(VOCAB)[i] for i in token] for token in nearest]
     assert set(words[0]) == {"red", "cube", "left"}
     assert words[1][0] == "nothing"
+
+
+def test_readout_counts_tokens_whose_nearest_word_is_their_target() -> None:
+    torch.manual_seed(0)
+    table = torch.randn(len(VOCAB), 32)
+    targets = torch.full((1, 3, regions.MAX_TARGETS), regions.PAD)
+    targets[0, 0, :2] = torch.tensor([VOCAB["red"], VOCAB["cube"]])
+    targets[0, 1, :2] = torch.tensor([VOCAB["blue"], VOCAB["ball"]])
+    targets[0, 2, 0] = VOCAB["nothing"]  # background: not counted
+    shapes = torch.tensor([VOCAB["cube"], VOCAB["ball"]])
+    colours = torch.tensor([VOCAB["red"], VOCAB["blue"]])
+    # token 0 reads red cube; token 1 reads blue but *cube*; token 2 anything
+    tokens = torch.stack(
+        [table[VOCAB["red"]] + table[VOCAB["cube"]], table[VOCAB["blue"]] + table[VOCAB["cube"]],
+         table[VOCAB["ball"]]]
+    )[None]  # fmt: skip
+    assert regions.word_readout(tokens, table, targets, 0, colours) == (2, 2)
+    assert regions.word_readout(tokens, table, targets, 1, shapes) == (1, 2)
