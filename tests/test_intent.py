@@ -38,6 +38,11 @@ EVERY = tuple(t.value for t in Task)
         ("show me where the orange ball is", Task.GROUNDING),
         ("point out the red one.", Task.GROUNDING),
         ("locate teh red cube", Task.GROUNDING),
+        ("bbox the green cone", Task.GROUNDING),
+        ("put a rectangle around that blue ball", Task.GROUNDING),
+        ("find the red cube on my left", Task.GROUNDING),  # one side: where to look
+        ("green cone position: left, middle or right?", Task.SPATIAL),  # sides offered
+        ("locate the red ball: left or right of me?", Task.SPATIAL),
         # sounds
         ("what did I just hear?", Task.AUDIO),
         ("what was that noise?", Task.AUDIO),
@@ -45,6 +50,7 @@ EVERY = tuple(t.value for t in Task)
         ("what did i just haer?", Task.AUDIO),  # two letters swapped
         ("what was that noies?", Task.AUDIO),
         ("what did the red cube sound like?", Task.AUDIO),
+        ("what did the mic just pick up?", Task.AUDIO),
         # motion
         ("am I moving?", Task.MOTION),
         ("which way am I turning?", Task.MOTION),

@@ -4,7 +4,8 @@ A person asks "box the red ball", "what was that noise?" or "am I turning?" with
 MiniGPT-v2's task identifiers. `infer_task` picks the identifier from cue words, in this order:
 
 1. box markup in the question (``{<x1><y1><x2><y2>}``) → ``identify``;
-2. a box word (box, find, locate, point, show, mark, ...) and an object → ``grounding``;
+2. a box word (box, find, locate, point, show, mark, ...) and an object → ``grounding``,
+   unless the question offers sides to choose from ("its position: left, centre or right?");
 3. a hearing word (hear, sound, noise, beep, ...) → ``audio``;
 4. a motion word (moving, walking, turning, ...) and no object → ``motion``;
 5. an object (a colour or a shape word) → ``spatial`` ("where is X?", "is there X?");
@@ -99,13 +100,13 @@ SHAPES = _set(
 AFTER_COLOUR_ONLY = frozenset({"box", "boxes", "can", "cans"})
 GROUNDING_CUES = _set(
     "box boxes boxed bounding find locate point pointing show mark highlight outline circle "
-    "draw detect pinpoint spot indicate coordinates location position"
+    "draw detect pinpoint spot indicate coordinates location position bbox bboxes rectangle"
 )
 AUDIO_CUES = _set(
     "hear heard hearing hears listen listened listening sound sounds sounded noise noises noisy "
     "audio audible beep beeps beeping clap claps clapping clapped buzz buzzing buzzer babble "
     "babbling speech speaking talking voice voices loud quiet silence silent ringing bang "
-    "ears music tone chirp whistle"
+    "ears music tone chirp whistle microphone mic"
 )
 MOTION_CUES = _set(
     "moving move moves moved movement movements motion walking walk walks walked turning turn "
@@ -211,6 +212,7 @@ class Cues:
     motion: bool
     weak_motion: bool
     side: bool
+    side_choice: bool  # two sides offered: "left or right?"
     caption: bool
 
 
@@ -245,6 +247,16 @@ def _sides(words: Sequence[str]) -> bool:
     return any(w in SIDE_WORDS for w in words)
 
 
+# Sides a question can offer as the answer ("left, centre or right?"): two of them make it a
+# question about the side, whatever else it says ("position", "find").
+CHOSEN_SIDES = {"left": "left", "right": "right", "centre": "centre", "center": "centre",
+                "middle": "centre", "ahead": "centre", "front": "centre"}  # fmt: skip
+
+
+def _side_choice(words: Sequence[str]) -> bool:
+    return len({CHOSEN_SIDES[w] for w in words if w in CHOSEN_SIDES}) >= 2  # noqa: PLR2004
+
+
 def cues_of(question: str) -> Cues:
     """Read the cue words of ``question``."""
     words = _without_idioms([canonical(w) for w in words_of(question)])
@@ -263,6 +275,7 @@ def cues_of(question: str) -> Cues:
         motion=any(w in MOTION_CUES for w in words),
         weak_motion=any(w in WEAK_MOTION_CUES for w in words),
         side=_sides(words),
+        side_choice=_side_choice(words),
         caption=any(w in CAPTION_CUES for w in words) or seeing_only,
     )
 
@@ -272,7 +285,7 @@ def infer_task(question: str, known: Collection[str] = MINIGPT_TASKS) -> Task:
     cues = cues_of(question)
     if cues.box_markup:
         found = Task.IDENTIFY
-    elif cues.grounding and cues.object:
+    elif cues.grounding and cues.object and not cues.side_choice:
         found = Task.GROUNDING
     elif cues.audio:
         found = Task.AUDIO
