@@ -95,6 +95,10 @@ class ImagePreprocessing:
     resize_mode: ResizeMode = ResizeMode.LETTERBOX  # keeps geometry, so boxes map back exactly
     mean: tuple[float, float, float] = IMAGENET_MEAN
     std: tuple[float, float, float] = IMAGENET_STD
+    # Resize with antialiasing (PIL's bilinear, what HF image processors give their encoders) or
+    # by sampling (2 taps an axis). A model is served with the resize it was trained with, so
+    # the field is part of the spec; files written before it existed sampled (False).
+    antialias: bool = False
 
 
 @dataclass(frozen=True)

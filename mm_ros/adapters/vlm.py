@@ -292,6 +292,7 @@ def vision_spec(
         resize_mode=resize_mode or DEFAULT_RESIZE[family],
         mean=(mean[0], mean[1], mean[2]),
         std=(std[0], std[1], std[2]),
+        antialias=True,  # the HF processors resize with PIL, which antialiases
     )
     return AdapterSpec(
         name=name or f"{model_dir.name}-vision",

@@ -82,16 +82,19 @@ def check_rgb8(image: NDArray[np.generic], what: str = "image") -> NDArray[np.ui
     return image.astype(np.uint8, copy=False)
 
 
-def _axis_taps(n_in: int, n_out: int) -> tuple[NDArray[np.intp], NDArray[np.float32]]:
+def _axis_taps(
+    n_in: int, n_out: int, antialias: bool
+) -> tuple[NDArray[np.intp], NDArray[np.float32]]:
     """Source indices and weights (n_out, taps) of a triangle filter along one axis.
 
-    Half-pixel centres (align_corners=False). Shrinking, the triangle widens to the scale, so
-    every source pixel counts (antialiasing, as PIL's bilinear resize and torch's
-    ``interpolate(..., antialias=True)`` do); enlarging, it is plain bilinear interpolation.
-    Taps outside the image get no weight and the rest are renormalised, which holds the edges.
+    Half-pixel centres (align_corners=False). The triangle is one source pixel wide each way:
+    bilinear interpolation between the two nearest pixels. With ``antialias`` and shrinking it
+    widens to the scale, so every source pixel counts (PIL's bilinear resize, torch's
+    ``interpolate(..., antialias=True)``). Taps outside the image get no weight and the rest are
+    renormalised, which holds the edges.
     """
     scale = n_in / n_out
-    support = max(scale, 1.0)  # half-width of the triangle, in source pixels
+    support = max(scale, 1.0) if antialias else 1.0  # half-width, in source pixels
     centres = (np.arange(n_out, dtype=np.float64) + 0.5) * scale
     first = np.floor(centres - support).astype(np.intp)
     index = first[:, None] + np.arange(2 * math.ceil(support) + 1)[None, :]
@@ -101,15 +104,18 @@ def _axis_taps(n_in: int, n_out: int) -> tuple[NDArray[np.intp], NDArray[np.floa
     return np.clip(index, 0, n_in - 1), weight.astype(np.float32)
 
 
-def resize_bilinear(image: NDArray[np.float32], height: int, width: int) -> NDArray[np.float32]:
-    """Resize (H, W, C) float32 to (height, width, C): separable bilinear, antialiased.
+def resize_bilinear(
+    image: NDArray[np.float32], height: int, width: int, *, antialias: bool = False
+) -> NDArray[np.float32]:
+    """Resize (H, W, C) float32 to (height, width, C) with a separable bilinear filter.
 
-    Without antialiasing a 640 px frame shrunk to 96 px samples 2 of every 7 source pixels:
-    small objects lose their outline (a cone and a cylinder a few pixels wide alias alike), and
-    the input differs from what PIL-based image processors gave a pretrained encoder.
+    Without ``antialias`` a 640 px frame shrunk to 96 px is sampled at 2 of every 7 source
+    pixels (small objects alias); with it every pixel is averaged in, as the PIL-based HF image
+    processors resize for their encoders. Which one a model gets is in its adapter spec
+    (``ImagePreprocessing.antialias``).
     """
-    rows_i, rows_w = _axis_taps(image.shape[0], height)
-    cols_i, cols_w = _axis_taps(image.shape[1], width)
+    rows_i, rows_w = _axis_taps(image.shape[0], height, antialias)
+    cols_i, cols_w = _axis_taps(image.shape[1], width, antialias)
     rows = np.einsum("ht,htwc->hwc", rows_w, image[rows_i])  # (height, W, C)
     out: NDArray[np.float32] = np.einsum("wt,hwtc->hwc", cols_w, rows[:, cols_i])
     return out.astype(np.float32, copy=False)
@@ -121,8 +127,13 @@ def preprocess_image(
     mode: ResizeMode,
     mean: tuple[float, float, float],
     std: tuple[float, float, float],
+    *,
+    antialias: bool = False,
 ) -> tuple[NDArray[np.float32], ImageTransform]:
-    """Turn an (H, W, 3) rgb8 image into a (3, size, size) normalised input and its transform."""
+    """Turn an (H, W, 3) rgb8 image into a (3, size, size) normalised input and its transform.
+
+    ``antialias``: see `resize_bilinear`.
+    """
     if size_px < 1:
         raise ConfigError(f"image size must be >= 1 px, found {size_px}")
     rgb = check_rgb8(image)
@@ -131,7 +142,7 @@ def preprocess_image(
     mean_a = np.asarray(mean, dtype=np.float32)
     std_a = np.asarray(std, dtype=np.float32)
     if mode is ResizeMode.SQUASH:
-        out = resize_bilinear(pixels, size_px, size_px)
+        out = resize_bilinear(pixels, size_px, size_px, antialias=antialias)
         transform = ImageTransform(w / size_px, h / size_px, 0.0, 0.0, w, h, size_px)
     elif mode is ResizeMode.LETTERBOX:
         scale = size_px / max(h, w)
@@ -139,14 +150,16 @@ def preprocess_image(
         top, left = (size_px - nh) // 2, (size_px - nw) // 2
         out = np.empty((size_px, size_px, 3), dtype=np.float32)
         out[:] = mean_a  # the pad normalises to exactly 0
-        out[top : top + nh, left : left + nw] = resize_bilinear(pixels, nh, nw)
+        out[top : top + nh, left : left + nw] = resize_bilinear(pixels, nh, nw, antialias=antialias)
         a, b = w / nw, h / nh
         transform = ImageTransform(a, b, -left * a, -top * b, w, h, size_px)
     elif mode is ResizeMode.CENTRE_CROP:
         scale = size_px / min(h, w)
         nh, nw = max(size_px, round(h * scale)), max(size_px, round(w * scale))
         top, left = (nh - size_px) // 2, (nw - size_px) // 2
-        out = resize_bilinear(pixels, nh, nw)[top : top + size_px, left : left + size_px]
+        out = resize_bilinear(pixels, nh, nw, antialias=antialias)[
+            top : top + size_px, left : left + size_px
+        ]
         a, b = w / nw, h / nh
         transform = ImageTransform(a, b, left * a, top * b, w, h, size_px)
     else:  # pragma: no cover - closed enum

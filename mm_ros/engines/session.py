@@ -76,7 +76,9 @@ class AdapterSession:
     def _frame(self, image: NDArray[np.generic]) -> tuple[NDArray[np.float32], ImageTransform]:
         pre = self.spec.image
         assert pre is not None  # image/video specs always have it (AdapterSpec checks)
-        return preprocess_image(image, pre.size_px, pre.resize_mode, pre.mean, pre.std)
+        return preprocess_image(
+            image, pre.size_px, pre.resize_mode, pre.mean, pre.std, antialias=pre.antialias
+        )
 
     def encode_image(self, image: NDArray[np.generic]) -> Encoded:
         """(H, W, 3) rgb8 → tokens, with the transform back to source pixels."""

@@ -116,6 +116,7 @@ class Inputs:
     audio_clip_samples: int
     imu_rate_hz: float
     imu_window_s: float
+    image_antialias: bool = False
 
     @classmethod
     def of(cls, specs: dict[str, AdapterSpec]) -> Inputs:
@@ -132,6 +133,7 @@ class Inputs:
             audio.clip_samples,
             imu.rate_hz,
             imu.window_s,
+            image.antialias,
         )
 
     def spans_ns(self) -> dict[Modality, int]:
@@ -212,6 +214,7 @@ def preprocess(
         ResizeMode(inputs.image_mode),
         inputs.image_mean,
         inputs.image_std,
+        antialias=inputs.image_antialias,
     )
     audio = prepare_audio(
         snapshot.audio.samples,

@@ -57,7 +57,7 @@ class TrainConfig:
     """One training run; ``seed`` fixes the initialisation, the data order and word dropout."""
 
     seed: int = 0
-    train_episodes: int = 200
+    train_episodes: int = 200  # 600 (with antialiased input) was tried: model card
     snapshots_per_episode: int = 30
     stage1_steps: int = 80
     stage2_steps: int = 9920

@@ -39,6 +39,20 @@ def test_spec_json_round_trip(modality: Modality) -> None:
     assert spec_from_json(data) == spec
 
 
+def test_image_spec_written_before_antialias_existed_keeps_sampling() -> None:
+    spec = tiny_spec(Modality.IMAGE)
+    data = json.loads(json.dumps(spec_to_json(spec)))
+    data["image"].pop("antialias")  # an adapter.json from before the field
+    loaded = spec_from_json(data)
+    assert loaded.image is not None
+    assert loaded.image.antialias is False  # served as it was trained
+    assert loaded == spec
+    data["image"]["antialias"] = True
+    smooth = spec_from_json(data).image
+    assert smooth is not None
+    assert smooth.antialias is True
+
+
 def test_saved_adapter_loads_with_the_same_outputs(folder: Path) -> None:
     loaded = load_adapter(folder)
     fresh = build_adapter(loaded.spec, seed=0)  # make_tiny_adapter's seed

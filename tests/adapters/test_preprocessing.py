@@ -60,30 +60,34 @@ def test_letterbox_pads_with_the_mean_and_squash_fills_the_square() -> None:
     assert st.to_source(40.0, 40.0) == pytest.approx((100.0, 50.0))
 
 
+@pytest.mark.parametrize("antialias", [True, False])
 @pytest.mark.parametrize(
     ("source", "target"),
     [((480, 640), (96, 96)), ((480, 640), (192, 256)), ((24, 32), (96, 96)), ((100, 37), (13, 200)),
      ((5, 5), (5, 5)), ((1, 7), (3, 2))],
 )  # fmt: skip
-def test_resize_equals_torch_antialiased_bilinear(
-    source: tuple[int, int], target: tuple[int, int]
+def test_resize_equals_torch_bilinear(
+    source: tuple[int, int], target: tuple[int, int], antialias: bool
 ) -> None:
-    """Shrinking, enlarging and mixed: torch's (and PIL's) antialiased bilinear resize."""
+    """Shrinking, enlarging and mixed, with and without antialiasing (PIL's is torch's True)."""
     image = np.random.default_rng(0).random((*source, 3), dtype=np.float32)
-    ours = resize_bilinear(image, *target)
+    ours = resize_bilinear(image, *target, antialias=antialias)
     chw = torch.from_numpy(image).permute(2, 0, 1)[None]
     theirs = torch.nn.functional.interpolate(
-        chw, size=target, mode="bilinear", antialias=True, align_corners=False
+        chw, size=target, mode="bilinear", antialias=antialias, align_corners=False
     )
-    np.testing.assert_allclose(ours, theirs[0].permute(1, 2, 0).numpy(), atol=1e-5)
+    np.testing.assert_allclose(ours, theirs[0].permute(1, 2, 0).numpy(), atol=1e-4)
 
 
-def test_shrinking_averages_every_source_pixel() -> None:
-    """A 1 px grid shrunk 8x is its mean grey everywhere; point sampling would see only lines."""
+def test_antialiased_shrinking_averages_every_source_pixel() -> None:
+    """A 1 px grid shrunk 8x is its mean grey with antialiasing; sampling sees lines or none."""
     grid = np.zeros((480, 640, 3), dtype=np.float32)
     grid[::8] = 1.0  # one bright row in eight
-    out = resize_bilinear(grid, 60, 80)
-    np.testing.assert_allclose(out[1:-1], 1.0 / 8.0, atol=0.02)
+    image = (grid * 255).astype(np.uint8)
+    smooth, _ = preprocess_image(image, 60, ResizeMode.SQUASH, (0, 0, 0), (1, 1, 1), antialias=True)
+    np.testing.assert_allclose(smooth[:, 1:-1], 1.0 / 8.0, atol=0.02)
+    sampled, _ = preprocess_image(image, 60, ResizeMode.SQUASH, (0, 0, 0), (1, 1, 1))
+    assert np.abs(sampled[:, 1:-1] - 1.0 / 8.0).max() > 0.1  # the default: as before
 
 
 @pytest.mark.parametrize(

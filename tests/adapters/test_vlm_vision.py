@@ -110,6 +110,7 @@ def test_split_spec_carries_the_vlms_preprocessing(split: dict[str, Any], family
         "qwen2_vl": (EncoderFamily.QWEN2_VL_VISION, QWEN_PX, ResizeMode.LETTERBOX),
     }[family]
     assert (spec.encoder.family, spec.image.size_px, spec.image.resize_mode) == expected
+    assert spec.image.antialias  # the HF processors resize with PIL, which antialiases
     assert spec.llm_width == 32
 
 
