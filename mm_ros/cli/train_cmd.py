@@ -72,6 +72,11 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="image questions only about snapshots with at most MOST objects in view from "
         "stage-2 step STEP on, e.g. 0:1,400:2,800:99 (default: no limit, the shipped recipe)",
     )
+    tiny.add_argument(
+        "--antialias",
+        action="store_true",
+        help="resize camera frames with antialiasing (default: sampling, the shipped recipe)",
+    )
     tiny.add_argument("--ship", action="store_true", help="copy the model into the package")
     tiny.add_argument("--no-progress", action="store_true", help="no progress bar")
     tiny.set_defaults(handler=cmd_tiny)
@@ -111,6 +116,9 @@ def cmd_tiny(args: argparse.Namespace) -> int:
         config = dataclasses.replace(config, stage3_steps=args.stage3_steps)
     if args.episodes:
         config = dataclasses.replace(config, train_episodes=args.episodes)
+    if args.antialias:
+        model = dataclasses.replace(config.model, image_antialias=True)
+        config = dataclasses.replace(config, model=model)
     if args.batch:
         config = dataclasses.replace(config, batch=args.batch)
     if args.lr:

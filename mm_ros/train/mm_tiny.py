@@ -62,6 +62,9 @@ class TinyConfig:
     # third of the view, so objects side by side shared tokens, and boxes on them missed
     # (grounding 69.5 % with row strips, 78.0 % with column strips; model card)
     image_reducer: str = "concat4_columns"
+    # Antialiased resizing of the camera frame (`ImagePreprocessing.antialias`); the shipped
+    # model was trained without it (600 episodes with it: model card, "Tried after").
+    image_antialias: bool = False
 
     def __post_init__(self) -> None:
         if self.llm_width % self.llm_heads:
@@ -90,7 +93,11 @@ def adapter_specs(config: TinyConfig) -> dict[str, AdapterSpec]:
         llm_width=config.llm_width,
         token_count=grid * grid // 4,
         projector=ProjectorKind.MLP2,
-        image=ImagePreprocessing(size_px=config.image_px, resize_mode=ResizeMode.SQUASH),
+        image=ImagePreprocessing(
+            size_px=config.image_px,
+            resize_mode=ResizeMode.SQUASH,
+            antialias=config.image_antialias,
+        ),
         reducer=ReducerSpec(kind=ReducerKind(config.image_reducer)),
     )
     audio = AdapterSpec(

@@ -502,6 +502,8 @@ def _load_checkpoint(
 
     document = json.loads((folder / STATE_FILE).read_text())
     saved = document["config"]
+    # fields added to TinyConfig since the checkpoint was made take their defaults
+    saved["model"] = {**asdict(mm_tiny.TinyConfig()), **saved["model"]}
     if saved["seed"] != config.seed or saved["model"] != asdict(config.model):
         raise CheckpointError(
             f"{folder}: checkpoint was made with seed {saved['seed']} and model {saved['model']}, "

@@ -87,6 +87,27 @@ def test_resume_refuses_another_seed(tmp_path: Path, small_dataset: data.Dataset
                       progress=False, resume=True)  # fmt: skip
 
 
+def test_resume_takes_a_checkpoint_from_before_a_model_field(
+    tmp_path: Path, small_dataset: data.Dataset
+) -> None:
+    config = dataclasses.replace(BASE, stage1_steps=1, stage2_steps=2, checkpoint_every=1)
+    trainer.train(dataclasses.replace(config, stage2_steps=1), tmp_path, dataset=small_dataset,
+                  progress=False)  # fmt: skip
+    state = tmp_path / trainer.CHECKPOINT / trainer.STATE_FILE
+    document = json.loads(state.read_text())
+    del document["config"]["model"]["image_antialias"]  # written before the field existed
+    state.write_text(json.dumps(document))
+    steps: list[int] = []
+    trainer.train(config, tmp_path, dataset=small_dataset, progress=False, resume=True,
+                  on_step=lambda s, _l: steps.append(s))  # fmt: skip
+    assert steps == [3]
+    antialiased = dataclasses.replace(
+        config, model=dataclasses.replace(SMALL, image_antialias=True)
+    )
+    with pytest.raises(CheckpointError, match="image_antialias"):
+        trainer.train(antialiased, tmp_path, dataset=small_dataset, progress=False, resume=True)
+
+
 def test_stage_one_freezes_the_language_model(tmp_path: Path, small_dataset: data.Dataset) -> None:
     config = dataclasses.replace(BASE, stage1_steps=2, stage2_steps=0, checkpoint_every=1)
     before = trainer.TinyModel(SMALL, 0).state()
