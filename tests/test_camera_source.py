@@ -56,5 +56,8 @@ def test_a_stalled_consumer_does_not_make_the_next_frames_burst(tmp_path: Path) 
     assert len(stamps) == 8
     assert all(b > a for a, b in itertools.pairwise(stamps))
     after = np.diff(stamps[1:])  # gaps from the stalled frame on
-    # a late frame resets the schedule: the frames after it keep about one period apart
-    assert after.min() > 0.5 * PERIOD_NS, after
+    # a late frame resets the schedule: the frames after it keep about one period apart. A
+    # burst would put them ~0 ms apart; one late wake-up under load and the next frame on time
+    # (83 then 20 ms, seen on a clean-clone run) is jitter, not a burst
+    assert after.min() > 0.2 * PERIOD_NS, after
+    assert np.median(after) > 0.8 * PERIOD_NS, after
