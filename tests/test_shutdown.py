@@ -33,10 +33,8 @@ if TYPE_CHECKING:
     from tests.conftest import RosTier
 
 NODES = sorted(set(EXECUTABLES) - {"mm-ros"})
-# A hang detector, not a timing figure: winding down takes well under a second here (the
-# figures are printed with -s); CI machines are slower and run other tests beside these.
-# Far above the 2 s budget (bench_shutdown measures that, idle: 0.08-0.20 s zenoh): this test
-# checks a clean exit at all, and under the suite's load sim_world once took 5.2 s on SIGTERM.
+# A hang detector, not a timing figure (the 2 s budget is bench_shutdown's; the figures are
+# printed with -s): under the suite's load on a clean clone sim_world once took 5.2 s on SIGTERM.
 STOP_LIMIT_S = 10.0
 START_S = 120.0  # 11 processes importing torch at once on 2 cores
 RUNNING = "running (Ctrl-C or SIGTERM stops it)"

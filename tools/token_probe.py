@@ -19,7 +19,6 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from mm_ros.adapters.spec import ReducerKind
 from mm_ros.sim.scene import Colour, Shape
 from mm_ros.train import data as data_mod
 from mm_ros.train import regions, trainer
@@ -29,15 +28,9 @@ SHIPPED = Path(__file__).resolve().parents[1] / "mm_ros" / "models" / "mm-tiny"
 
 def readout(model: trainer.TinyModel, dataset: data_mod.Dataset) -> dict[str, tuple[int, int]]:
     """Object tokens whose colour / shape is read right, and how many (`regions.word_readout`)."""
-    spec = model.specs["image"]
-    assert spec.image is not None
-    columns = spec.reducer.kind is ReducerKind.CONCAT4_COLUMNS
-    strip = 4 if columns or spec.reducer.kind is ReducerKind.CONCAT4 else 1
-    boxes = regions.token_regions(
-        spec.image.size_px, spec.encoder.patch_px, strip, *dataset.image_size, columns=columns
-    )
+    # colour, shape, side, box of each token's object (`regions.token_targets`)
+    targets = trainer.image_token_targets(model, dataset, trainer.TrainConfig().align_min_cover)
     vocab = model.tokenizer.get_vocab()
-    targets = regions.token_targets(dataset.objects, boxes, vocab)  # colour, shape, side, box
     model.train(False)
     with torch.no_grad():
         tokens = model.adapters["image"](torch.from_numpy(dataset.images.astype(np.float32)))

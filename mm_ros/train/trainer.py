@@ -434,20 +434,25 @@ class Alignment:
     @classmethod
     def of(cls, model: TinyModel, dataset: Dataset, config: TrainConfig) -> Alignment | None:
         """Targets for ``dataset`` (None when disabled or the dataset has no objects)."""
-        from mm_ros.adapters.spec import ReducerKind
-
         if config.align_weight <= 0 or not dataset.objects:
             return None
-        spec = model.specs["image"]
-        assert spec.image is not None  # the image adapter has image preprocessing
-        columns = spec.reducer.kind is ReducerKind.CONCAT4_COLUMNS
-        strip = 4 if columns or spec.reducer.kind is ReducerKind.CONCAT4 else 1
-        boxes = regions.token_regions(
-            spec.image.size_px, spec.encoder.patch_px, strip, *dataset.image_size, columns=columns
-        )
-        vocab = model.tokenizer.get_vocab()
-        targets = regions.token_targets(dataset.objects, boxes, vocab, config.align_min_cover)
+        targets = image_token_targets(model, dataset, config.align_min_cover)
         return cls(targets, config.align_weight, config.align_scale)
+
+
+def image_token_targets(model: TinyModel, dataset: Dataset, min_cover: float) -> np.ndarray:
+    """`regions.token_targets` of every snapshot, for ``model``'s image tokens."""
+    from mm_ros.adapters.spec import ReducerKind
+
+    spec = model.specs["image"]
+    assert spec.image is not None  # the image adapter has image preprocessing
+    columns = spec.reducer.kind is ReducerKind.CONCAT4_COLUMNS
+    strip = 4 if columns or spec.reducer.kind is ReducerKind.CONCAT4 else 1
+    boxes = regions.token_regions(
+        spec.image.size_px, spec.encoder.patch_px, strip, *dataset.image_size, columns=columns
+    )
+    vocab = model.tokenizer.get_vocab()
+    return regions.token_targets(dataset.objects, boxes, vocab, min_cover)
 
 
 def lr_at(step: int, config: TrainConfig) -> float:

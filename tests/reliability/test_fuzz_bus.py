@@ -86,9 +86,8 @@ def ask_until_baseline(service: Service, within_s: float = 15.0) -> tuple[GoalSt
     while True:
         time.sleep(0.5)
         status, answer = ask_when_queue_has_room(service)
-        if status != GoalStatus.SUCCEEDED or answer.text == service.baseline.text:
-            return status, answer
-        if time.monotonic() > deadline:
+        back = status != GoalStatus.SUCCEEDED or answer.text == service.baseline.text
+        if back or time.monotonic() > deadline:
             return status, answer
 
 
