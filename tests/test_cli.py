@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 import subprocess
 import sys
@@ -105,6 +106,7 @@ def test_usage_errors_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
         (["--steps", "-1"], "--steps"),
         (["--crowd-curriculum", "5:1,2:2"], "steps must increase"),
         (["--stage3-steps", "-1"], "--stage3-steps"),
+        (["--shape-weight", "-0.5"], "--shape-weight"),
         (["--stage3-steps", "5", "--start-stage3", "nowhere"], "no mm_model.json"),
         (["--stage3-steps", "0", "--start-stage3", "nowhere"], "stage3_steps >= 1"),
         (["--start-stage3", "nowhere", "--resume"], "use one"),
@@ -116,6 +118,28 @@ def test_train_rejects_bad_settings_before_any_work(
     assert main(["train", "tiny", "--out", str(tmp_path / "run"), *flags]) == 2
     assert message in capsys.readouterr().err
     assert not (tmp_path / "run").exists()  # nothing generated or written
+
+
+def test_train_flags_change_the_recipe_and_nothing_else() -> None:
+    from mm_ros.cli.main import build_parser
+    from mm_ros.cli.train_cmd import recipe
+    from mm_ros.train.trainer import TrainConfig
+
+    def config(*flags: str) -> TrainConfig:
+        return recipe(build_parser().parse_args(["train", "tiny", *flags]))
+
+    assert config() == TrainConfig()
+    changed = config("--shape-weight", "2", "--episodes", "7", "--steps", "1000", "--antialias")
+    assert changed.align_shape_weight == 2.0
+    assert changed.train_episodes == 7
+    assert (changed.stage1_steps, changed.stage2_steps) == (8, 992)
+    assert changed.model.image_antialias
+    assert config("--shape-weight", "0").align_shape_weight == 0.0
+    assert dataclasses.replace(
+        changed, align_shape_weight=0.0, train_episodes=TrainConfig().train_episodes,
+        stage1_steps=TrainConfig().stage1_steps, stage2_steps=TrainConfig().stage2_steps,
+        model=TrainConfig().model,
+    ) == TrainConfig(align_shape_weight=0.0)  # fmt: skip
 
 
 def test_console_script_is_installed() -> None:

@@ -11,8 +11,12 @@ import argparse
 import shutil
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from mm_ros.core.errors import ConfigError
+
+if TYPE_CHECKING:
+    from mm_ros.train.trainer import TrainConfig
 
 EXIT_OK = 0
 STAGE1_SHARE = 0.008  # of --steps: alignment is short for a model whose LM starts random
@@ -60,6 +64,13 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="token-space alignment loss of the image tokens (default: the recipe's 1; 0: off)",
     )
     tiny.add_argument(
+        "--shape-weight",
+        type=float,
+        default=None,
+        help="loss of each object token picking its object's shape among the shape words "
+        "(default: the recipe's; 0: off)",
+    )
+    tiny.add_argument(
         "--one-object",
         action="store_true",
         help="ask side, box, identify and refer questions about one object per snapshot "
@@ -90,39 +101,9 @@ def _usage(parser: argparse.ArgumentParser) -> int:
 
 def cmd_tiny(args: argparse.Namespace) -> int:
     """Train, write OUT/mm-tiny, optionally ship it into the package."""
-    import dataclasses
+    from mm_ros.train.trainer import start_stage3, train
 
-    from mm_ros.train.trainer import TrainConfig, parse_crowd, start_stage3, train
-
-    numbers = (args.steps, args.episodes, args.batch, args.lr, args.align_weight or 0.0)
-    if min(*numbers, args.stage3_steps or 0) < 0:
-        raise ConfigError(
-            "--steps, --stage3-steps, --episodes, --batch, --align-weight and --lr must be >= 0"
-        )
-    config = TrainConfig(
-        seed=args.seed,
-        device=args.device,
-        threads=args.threads,
-        crowd_curriculum=parse_crowd(args.crowd_curriculum),
-    )
-    if args.align_weight is not None:
-        config = dataclasses.replace(config, align_weight=args.align_weight)
-    if args.one_object:
-        config = dataclasses.replace(config, every_object=False)
-    if args.steps:
-        stage1 = round(args.steps * STAGE1_SHARE)
-        config = dataclasses.replace(config, stage1_steps=stage1, stage2_steps=args.steps - stage1)
-    if args.stage3_steps is not None:
-        config = dataclasses.replace(config, stage3_steps=args.stage3_steps)
-    if args.episodes:
-        config = dataclasses.replace(config, train_episodes=args.episodes)
-    if args.antialias:
-        model = dataclasses.replace(config.model, image_antialias=True)
-        config = dataclasses.replace(config, model=model)
-    if args.batch:
-        config = dataclasses.replace(config, batch=args.batch)
-    if args.lr:
-        config = dataclasses.replace(config, lr_stage2=args.lr)
+    config = recipe(args)
     started = time.monotonic()
     if args.start_stage3 is not None:
         if args.resume:
@@ -145,6 +126,45 @@ def cmd_tiny(args: argparse.Namespace) -> int:
             "update its figures from `mm-ros eval --out runs/eval` (and copy eval.json)"
         )
     return EXIT_OK
+
+
+def recipe(args: argparse.Namespace) -> TrainConfig:
+    """Return the shipped recipe with the command line's changes."""
+    import dataclasses
+
+    from mm_ros.train.trainer import TrainConfig, parse_crowd
+
+    numbers = (args.steps, args.episodes, args.batch, args.lr, args.align_weight or 0.0)
+    if min(*numbers, args.stage3_steps or 0, args.shape_weight or 0.0) < 0:
+        raise ConfigError(
+            "--steps, --stage3-steps, --episodes, --batch, --align-weight, --shape-weight and "
+            "--lr must be >= 0"
+        )
+    config = TrainConfig(
+        seed=args.seed,
+        device=args.device,
+        threads=args.threads,
+        crowd_curriculum=parse_crowd(args.crowd_curriculum),
+    )
+    changes: dict[str, object] = {}
+    if args.align_weight is not None:
+        changes["align_weight"] = args.align_weight
+    if args.shape_weight is not None:
+        changes["align_shape_weight"] = args.shape_weight
+    if args.one_object:
+        changes["every_object"] = False
+    if args.steps:
+        stage1 = round(args.steps * STAGE1_SHARE)
+        changes.update(stage1_steps=stage1, stage2_steps=args.steps - stage1)
+    if args.stage3_steps is not None:
+        changes["stage3_steps"] = args.stage3_steps
+    if args.antialias:
+        changes["model"] = dataclasses.replace(config.model, image_antialias=True)
+    # 0 means "the recipe's" for these
+    for flag, name in (("episodes", "train_episodes"), ("batch", "batch"), ("lr", "lr_stage2")):
+        if getattr(args, flag):
+            changes[name] = getattr(args, flag)
+    return dataclasses.replace(config, **changes)  # type: ignore[arg-type]
 
 
 def ship(model: Path, run: Path, package: Path) -> None:

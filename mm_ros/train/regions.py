@@ -126,6 +126,41 @@ def alignment_loss(
     return -(picked.sum(-1) / counts).mean()
 
 
+def choice_scores(tokens: torch.Tensor, table: torch.Tensor, words: torch.Tensor) -> torch.Tensor:
+    """Cosine of each token (..., D) with each of ``words``' rows of ``table`` → (..., W).
+
+    The table is not moved through these scores.
+    """
+    unit = torch.nn.functional.normalize(tokens.float(), dim=-1)
+    choices = torch.nn.functional.normalize(table[words].detach().float(), dim=-1)
+    return unit @ choices.T
+
+
+def choice_loss(
+    tokens: torch.Tensor,
+    table: torch.Tensor,
+    targets: torch.Tensor,
+    slot: int,
+    words: torch.Tensor,
+    *,
+    scale: float = 16.0,
+) -> torch.Tensor:
+    """Cross-entropy of each object token's pick among ``words`` against its target in ``slot``.
+
+    `alignment_loss` spreads a token's target over seven words and averages over every token,
+    most of them background, so the shape of an object is a few percent of it; this term asks
+    only the tokens whose target in ``slot`` is one of ``words`` (0 colour, 1 shape) to pick it
+    among those words (scaled cosine, `word_readout`'s choice). Zero when no token has one.
+    """
+    wanted = targets[..., slot]
+    counted = torch.isin(wanted, words)
+    if not bool(counted.any()):
+        return tokens.sum() * 0.0
+    scores = scale * choice_scores(tokens[counted], table, words)  # (N, W)
+    index = (wanted[counted].unsqueeze(-1) == words).int().argmax(-1)
+    return torch.nn.functional.cross_entropy(scores, index)
+
+
 def word_readout(
     tokens: torch.Tensor, table: torch.Tensor, targets: torch.Tensor, slot: int, words: torch.Tensor
 ) -> tuple[int, int]:
@@ -135,9 +170,7 @@ def word_readout(
     one of ``words``; returns (read right, counted). A probe of what the image pathway delivers
     (`tools/token_probe.py`): a shape wrong here is wrong in every answer that names it.
     """
-    unit = torch.nn.functional.normalize(tokens.float(), dim=-1)
-    choices = torch.nn.functional.normalize(table[words].detach().float(), dim=-1)
-    nearest = words[(unit @ choices.T).argmax(-1)]  # (B, T) token ids
+    nearest = words[choice_scores(tokens, table, words).argmax(-1)]  # (B, T) token ids
     wanted = targets[..., slot]
     counted = torch.isin(wanted, words)
     return int((nearest[counted] == wanted[counted]).sum()), int(counted.sum())

@@ -25,6 +25,7 @@ import torch
 
 from mm_ros.core.boxes import BoxFormat
 from mm_ros.core.errors import CheckpointError, ConfigError
+from mm_ros.sim.scene import Shape
 from mm_ros.train import data as data_mod
 from mm_ros.train import mm_tiny, regions
 from mm_ros.train.layout import IGNORE, drop_words, packed_batch, training_backend
@@ -112,6 +113,11 @@ class TrainConfig:
     align_weight: float = 1.0
     align_scale: float = 16.0
     align_min_cover: float = 0.15
+    # Each object token also picks its object's shape among the shape words (`regions.
+    # choice_loss`), this much of it: in the alignment loss above the shape is a seventh of an
+    # object token's target and object tokens are about one in eight, and the shipped model's
+    # tokens read shape right 52 % of the time against 93 % for colour (model card).
+    align_shape_weight: float = 0.0
     every_object: bool = True  # DataConfig.every_object: questions about every object
     every_side: bool = True  # DataConfig.every_side: 'what is on my left?' about every side
     checkpoint_every: int = 100
@@ -420,6 +426,10 @@ def batch_loss(
         loss = loss + align.weight * regions.alignment_loss(
             blocks["image"], table, targets, align.scale
         )
+        if align.shape_weight > 0:
+            loss = loss + align.shape_weight * regions.choice_loss(
+                blocks["image"], table, targets, 1, align.shape_words.to(device), scale=align.scale
+            )
     return loss
 
 
@@ -430,6 +440,8 @@ class Alignment:
     targets: np.ndarray  # (snapshots, tokens, K) token ids, regions.PAD-padded
     weight: float
     scale: float
+    shape_weight: float = 0.0
+    shape_words: torch.Tensor = field(default_factory=lambda: torch.zeros(0, dtype=torch.long))
 
     @classmethod
     def of(cls, model: TinyModel, dataset: Dataset, config: TrainConfig) -> Alignment | None:
@@ -437,7 +449,11 @@ class Alignment:
         if config.align_weight <= 0 or not dataset.objects:
             return None
         targets = image_token_targets(model, dataset, config.align_min_cover)
-        return cls(targets, config.align_weight, config.align_scale)
+        vocab = model.tokenizer.get_vocab()
+        shapes = torch.tensor([vocab[s.value] for s in Shape if s.value in vocab])
+        return cls(
+            targets, config.align_weight, config.align_scale, config.align_shape_weight, shapes
+        )
 
 
 def image_token_targets(model: TinyModel, dataset: Dataset, min_cover: float) -> np.ndarray:

@@ -123,3 +123,34 @@ def test_readout_counts_tokens_whose_nearest_word_is_their_target() -> None:
     )[None]  # fmt: skip
     assert regions.word_readout(tokens, table, targets, 0, colours) == (2, 2)
     assert regions.word_readout(tokens, table, targets, 1, shapes) == (1, 2)
+
+
+def test_choice_loss_asks_object_tokens_for_their_shape_only() -> None:
+    torch.manual_seed(0)
+    table = torch.randn(len(VOCAB), 32)
+    shapes = torch.tensor([VOCAB["cube"], VOCAB["ball"]])
+    targets = torch.full((1, 3, regions.MAX_TARGETS), regions.PAD)
+    targets[0, 0, :2] = torch.tensor([VOCAB["red"], VOCAB["cube"]])
+    targets[0, 1, :2] = torch.tensor([VOCAB["blue"], VOCAB["ball"]])
+    targets[0, 2, 0] = VOCAB["nothing"]
+    right = torch.stack([table[VOCAB["cube"]], table[VOCAB["ball"]], table[VOCAB["red"]]])[None]
+    swapped = torch.stack([table[VOCAB["ball"]], table[VOCAB["cube"]], table[VOCAB["red"]]])[None]
+    low = regions.choice_loss(right, table, targets, 1, shapes)
+    assert low < 0.01  # scale 16 on unit cosines: the right word wins by far
+    assert regions.choice_loss(swapped, table, targets, 1, shapes) > 5
+    # the background token takes no part: whatever it shows, the loss is the same
+    other = right.clone()
+    other[0, 2] = torch.randn(32)
+    assert torch.isclose(regions.choice_loss(other, table, targets, 1, shapes), low)
+    tokens = swapped.clone().requires_grad_(True)
+    regions.choice_loss(tokens, table.requires_grad_(True), targets, 1, shapes).backward()
+    assert tokens.grad is not None
+    assert tokens.grad[0, :2].abs().sum() > 0
+    assert tokens.grad[0, 2].abs().sum() == 0
+    assert table.grad is None  # the LM's table is not moved by this loss
+    # no object token: zero, and still a tensor that backpropagates
+    empty = torch.full_like(targets, regions.PAD)
+    empty[..., 0] = VOCAB["nothing"]
+    zero = regions.choice_loss(tokens, table, empty, 1, shapes)
+    assert float(zero.detach()) == 0.0
+    zero.backward()
