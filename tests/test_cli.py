@@ -107,6 +107,7 @@ def test_usage_errors_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
         (["--crowd-curriculum", "5:1,2:2"], "steps must increase"),
         (["--stage3-steps", "-1"], "--stage3-steps"),
         (["--shape-weight", "-0.5"], "--shape-weight"),
+        (["--colour-weight", "-1"], "--colour-weight"),
         (["--stage3-steps", "5", "--start-stage3", "nowhere"], "no mm_model.json"),
         (["--stage3-steps", "0", "--start-stage3", "nowhere"], "stage3_steps >= 1"),
         (["--start-stage3", "nowhere", "--resume"], "use one"),
@@ -131,6 +132,7 @@ def test_train_flags_change_the_recipe_and_nothing_else() -> None:
     assert config() == TrainConfig()
     changed = config("--shape-weight", "2", "--episodes", "7", "--steps", "1000", "--antialias")
     assert changed.align_shape_weight == 2.0
+    assert config("--colour-weight", "0.5").align_colour_weight == 0.5
     assert changed.train_episodes == 7
     assert (changed.stage1_steps, changed.stage2_steps) == (8, 992)
     assert changed.model.image_antialias

@@ -71,6 +71,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "(default: the recipe's; 0: off)",
     )
     tiny.add_argument(
+        "--colour-weight",
+        type=float,
+        default=None,
+        help="the same for the colour among the colour words (default: the recipe's; 0: off)",
+    )
+    tiny.add_argument(
         "--one-object",
         action="store_true",
         help="ask side, box, identify and refer questions about one object per snapshot "
@@ -134,11 +140,12 @@ def recipe(args: argparse.Namespace) -> TrainConfig:
 
     from mm_ros.train.trainer import TrainConfig, parse_crowd
 
-    numbers = (args.steps, args.episodes, args.batch, args.lr, args.align_weight or 0.0)
-    if min(*numbers, args.stage3_steps or 0, args.shape_weight or 0.0) < 0:
+    numbers = (args.steps, args.episodes, args.batch, args.lr)
+    weights = (args.align_weight or 0.0, args.shape_weight or 0.0, args.colour_weight or 0.0)
+    if min(*numbers, *weights, args.stage3_steps or 0) < 0:
         raise ConfigError(
-            "--steps, --stage3-steps, --episodes, --batch, --align-weight, --shape-weight and "
-            "--lr must be >= 0"
+            "--steps, --stage3-steps, --episodes, --batch, --align-weight, --shape-weight, "
+            "--colour-weight and --lr must be >= 0"
         )
     config = TrainConfig(
         seed=args.seed,
@@ -151,6 +158,8 @@ def recipe(args: argparse.Namespace) -> TrainConfig:
         changes["align_weight"] = args.align_weight
     if args.shape_weight is not None:
         changes["align_shape_weight"] = args.shape_weight
+    if args.colour_weight is not None:
+        changes["align_colour_weight"] = args.colour_weight
     if args.one_object:
         changes["every_object"] = False
     if args.steps:

@@ -25,7 +25,7 @@ import torch
 
 from mm_ros.core.boxes import BoxFormat
 from mm_ros.core.errors import CheckpointError, ConfigError
-from mm_ros.sim.scene import Shape
+from mm_ros.sim.scene import Colour, Shape
 from mm_ros.train import data as data_mod
 from mm_ros.train import mm_tiny, regions
 from mm_ros.train.layout import IGNORE, drop_words, packed_batch, training_backend
@@ -113,11 +113,13 @@ class TrainConfig:
     align_weight: float = 1.0
     align_scale: float = 16.0
     align_min_cover: float = 0.15
-    # Each object token also picks its object's shape among the shape words (`regions.
-    # choice_loss`), this much of it: in the alignment loss above the shape is a seventh of an
-    # object token's target and object tokens are about one in eight, and the shipped model's
-    # tokens read shape right 52 % of the time against 93 % for colour (model card).
+    # Each object token also picks its object's shape among the shape words, and its colour
+    # among the colour words (`regions.choice_loss`), this much of each: in the alignment loss
+    # above a shape is a seventh of an object token's target and object tokens are about one in
+    # eight, and the shipped model's tokens read shape right 52 % of the time against 93 % for
+    # colour (model card).
     align_shape_weight: float = 0.0
+    align_colour_weight: float = 0.0
     every_object: bool = True  # DataConfig.every_object: questions about every object
     every_side: bool = True  # DataConfig.every_side: 'what is on my left?' about every side
     checkpoint_every: int = 100
@@ -426,10 +428,11 @@ def batch_loss(
         loss = loss + align.weight * regions.alignment_loss(
             blocks["image"], table, targets, align.scale
         )
-        if align.shape_weight > 0:
-            loss = loss + align.shape_weight * regions.choice_loss(
-                blocks["image"], table, targets, 1, align.shape_words.to(device), scale=align.scale
-            )
+        for choice in align.choices:
+            loss = loss + choice.weight * regions.choice_loss(
+                blocks["image"], table, targets, choice.slot, choice.words.to(device),
+                scale=align.scale,
+            )  # fmt: skip
     return loss
 
 
@@ -440,8 +443,7 @@ class Alignment:
     targets: np.ndarray  # (snapshots, tokens, K) token ids, regions.PAD-padded
     weight: float
     scale: float
-    shape_weight: float = 0.0
-    shape_words: torch.Tensor = field(default_factory=lambda: torch.zeros(0, dtype=torch.long))
+    choices: tuple[Choice, ...] = ()
 
     @classmethod
     def of(cls, model: TinyModel, dataset: Dataset, config: TrainConfig) -> Alignment | None:
@@ -450,10 +452,25 @@ class Alignment:
             return None
         targets = image_token_targets(model, dataset, config.align_min_cover)
         vocab = model.tokenizer.get_vocab()
-        shapes = torch.tensor([vocab[s.value] for s in Shape if s.value in vocab])
-        return cls(
-            targets, config.align_weight, config.align_scale, config.align_shape_weight, shapes
+        kinds = (
+            (0, [c.label for c in Colour], config.align_colour_weight),
+            (1, [s.value for s in Shape], config.align_shape_weight),
         )
+        choices = tuple(
+            Choice(slot, torch.tensor([vocab[w] for w in words if w in vocab]), weight)
+            for slot, words, weight in kinds
+            if weight > 0
+        )
+        return cls(targets, config.align_weight, config.align_scale, choices)
+
+
+@dataclass(frozen=True)
+class Choice:
+    """A slot of the object tokens' targets (0 colour, 1 shape) picked among its words."""
+
+    slot: int
+    words: torch.Tensor  # token ids
+    weight: float
 
 
 def image_token_targets(model: TinyModel, dataset: Dataset, min_cover: float) -> np.ndarray:

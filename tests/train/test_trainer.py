@@ -326,22 +326,29 @@ def test_alignment_pulls_image_tokens_towards_their_words(
     assert align_loss(tmp_path) < 0.8 * before
 
 
-def test_shape_choice_loss_teaches_object_tokens_their_shape(
+def test_choice_loss_teaches_object_tokens_their_shape(
     tmp_path: Path, small_dataset: data.Dataset
 ) -> None:
-    from mm_ros.sim.scene import Shape
+    from mm_ros.sim.scene import Colour, Shape
     from mm_ros.train import regions
 
     config = dataclasses.replace(BASE, stage1_steps=12, stage2_steps=0, lr_stage1=1e-2,
                                  align_weight=1.0, align_shape_weight=1.0, checkpoint_every=100,
                                  align_min_cover=0.02)  # fmt: skip
-    assert trainer.TrainConfig().align_shape_weight >= 0
     model = trainer.TinyModel(config.model, config.seed)
     align = trainer.Alignment.of(model, small_dataset, config)
     assert align is not None
     vocab = model.tokenizer.get_vocab()
-    assert sorted(align.shape_words.tolist()) == sorted(vocab[s.value] for s in Shape)
-    assert align.shape_weight == 1.0
+    (shape,) = align.choices  # the colour term is off
+    assert (shape.slot, shape.weight) == (1, 1.0)
+    assert sorted(shape.words.tolist()) == sorted(vocab[s.value] for s in Shape)
+    both = trainer.Alignment.of(
+        model, small_dataset, dataclasses.replace(config, align_colour_weight=0.5)
+    )
+    assert both is not None
+    colour = next(c for c in both.choices if c.slot == 0)
+    assert colour.weight == 0.5
+    assert sorted(colour.words.tolist()) == sorted(vocab[c.label] for c in Colour)
 
     def shape_loss(folder: Path | None) -> float:
         if folder is not None:
@@ -351,7 +358,7 @@ def test_shape_choice_loss_teaches_object_tokens_their_shape(
             out = model.adapters["image"](images)
             table = model.llm.get_input_embeddings().weight
             targets = torch.from_numpy(align.targets)
-            return float(regions.choice_loss(out, table, targets, 1, align.shape_words))
+            return float(regions.choice_loss(out, table, targets, 1, shape.words))
 
     before = shape_loss(None)
     trainer.train(config, tmp_path, dataset=small_dataset, progress=False)
