@@ -294,6 +294,17 @@ def test_crowd_curriculum_text() -> None:
     assert trainer.parse_crowd("") == ()
 
 
+def _image_tokens(
+    model: trainer.TinyModel, dataset: data.Dataset, folder: Path | None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Return the image tokens of every snapshot (weights from ``folder``) and the LM table."""
+    if folder is not None:
+        model.load_state(_weights(folder))
+    with torch.no_grad():
+        out = model.adapters["image"](torch.from_numpy(dataset.images.astype(np.float32)))
+    return out, model.llm.get_input_embeddings().weight.detach()
+
+
 def test_alignment_pulls_image_tokens_towards_their_words(
     tmp_path: Path, small_dataset: data.Dataset
 ) -> None:
@@ -313,13 +324,8 @@ def test_alignment_pulls_image_tokens_towards_their_words(
     assert trainer.Alignment.of(model, small_dataset, off) is None
 
     def align_loss(folder: Path | None) -> float:
-        if folder is not None:
-            model.load_state(_weights(folder))
-        with torch.no_grad():
-            images = torch.from_numpy(small_dataset.images.astype(np.float32))
-            out = model.adapters["image"](images)
-            table = model.llm.get_input_embeddings().weight
-            return float(regions.alignment_loss(out, table, torch.from_numpy(align.targets)))
+        out, table = _image_tokens(model, small_dataset, folder)
+        return float(regions.alignment_loss(out, table, torch.from_numpy(align.targets)))
 
     before = align_loss(None)
     trainer.train(config, tmp_path, dataset=small_dataset, progress=False)
@@ -351,14 +357,9 @@ def test_choice_loss_teaches_object_tokens_their_shape(
     assert sorted(colour.words.tolist()) == sorted(vocab[c.label] for c in Colour)
 
     def shape_loss(folder: Path | None) -> float:
-        if folder is not None:
-            model.load_state(_weights(folder))
-        with torch.no_grad():
-            images = torch.from_numpy(small_dataset.images.astype(np.float32))
-            out = model.adapters["image"](images)
-            table = model.llm.get_input_embeddings().weight
-            targets = torch.from_numpy(align.targets)
-            return float(regions.choice_loss(out, table, targets, 1, shape.words))
+        out, table = _image_tokens(model, small_dataset, folder)
+        targets = torch.from_numpy(align.targets)
+        return float(regions.choice_loss(out, table, targets, 1, shape.words))
 
     before = shape_loss(None)
     trainer.train(config, tmp_path, dataset=small_dataset, progress=False)
