@@ -19,7 +19,6 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from mm_ros.sim.scene import Colour, Shape
 from mm_ros.train import data as data_mod
 from mm_ros.train import regions, trainer
 
@@ -35,12 +34,11 @@ def readout(model: trainer.TinyModel, dataset: data_mod.Dataset) -> dict[str, tu
     with torch.no_grad():
         tokens = model.adapters["image"](torch.from_numpy(dataset.images.astype(np.float32)))
     table = model.llm.get_input_embeddings().weight
-    kinds = {"colour": [c.label for c in Colour], "shape": [s.value for s in Shape]}
     return {
         name: regions.word_readout(
             tokens, table, torch.from_numpy(targets), slot, torch.tensor([vocab[w] for w in words])
         )
-        for slot, (name, words) in enumerate(kinds.items())
+        for slot, (name, words) in enumerate(trainer.SLOT_WORDS.items())
     }
 
 

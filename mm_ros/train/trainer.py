@@ -436,6 +436,14 @@ def batch_loss(
     return loss
 
 
+# The first slots of `regions.token_targets`, in order, and their words: what the choice terms
+# (`Alignment.choices`) and the token probe (`tools/token_probe.py`) read off an object token.
+SLOT_WORDS = {
+    "colour": tuple(c.label for c in Colour),
+    "shape": tuple(s.value for s in Shape),
+}
+
+
 @dataclass(frozen=True)
 class Alignment:
     """Token-space alignment targets of every snapshot's image tokens, and the loss settings."""
@@ -452,14 +460,11 @@ class Alignment:
             return None
         targets = image_token_targets(model, dataset, config.align_min_cover)
         vocab = model.tokenizer.get_vocab()
-        kinds = (
-            (0, [c.label for c in Colour], config.align_colour_weight),
-            (1, [s.value for s in Shape], config.align_shape_weight),
-        )
+        weights = {"colour": config.align_colour_weight, "shape": config.align_shape_weight}
         choices = tuple(
-            Choice(slot, torch.tensor([vocab[w] for w in words if w in vocab]), weight)
-            for slot, words, weight in kinds
-            if weight > 0
+            Choice(slot, torch.tensor([vocab[w] for w in words if w in vocab]), weights[name])
+            for slot, (name, words) in enumerate(SLOT_WORDS.items())
+            if weights[name] > 0
         )
         return cls(targets, config.align_weight, config.align_scale, choices)
 
